@@ -1,0 +1,137 @@
+"""The `ingest` flow: discover -> extract on Ray -> one commit per table -> indexes -> report.
+
+Tasks are coarse and pass URIs, ids and fragment metadata, never arrays; per-episode fan-out is
+Ray's job inside `extract`.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Literal
+
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_progress_artifact, create_table_artifact, update_progress_artifact
+from prefect.cache_policies import NO_CACHE
+from prefect.runtime import flow_run
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from flows.report import Failure, IngestReport
+from storage.dataset import existing_episode_ids
+from storage.writer import commit, ensure_indexes
+from tasks.config import PRESETS, IngestConfig
+from tasks.discover import discover
+from tasks.ray_runner import extract_on_ray
+from tasks.runner import TABLES, EpisodeResult, extract_sequential, schemas
+from tasks.types import EpisodeSource
+
+
+@task(name="discover", cache_policy=NO_CACHE)
+def discover_new(source: str, dataset: str, config: IngestConfig) -> tuple[list[EpisodeSource], int]:
+    """Episodes in `source` that the dataset does not hold yet (resume), and how many were found."""
+    found = discover(source, config)
+    have = existing_episode_ids(dataset)
+    return [s for s in found if s.episode_id not in have], len(found)
+
+
+@task(name="extract", cache_policy=NO_CACHE)
+def extract(
+    todo: list[EpisodeSource],
+    dataset: str,
+    config: IngestConfig,
+    runner: str,
+    ray_address: str | None,
+    num_cpus: int | None,
+    show_progress: bool,
+) -> list[EpisodeResult]:
+    """Run the stages for every episode; progress goes to the terminal and to a Prefect artifact."""
+    artifact = create_progress_artifact(progress=0.0, description=f"episodes extracted into {dataset}")
+    done = {"n": 0, "failed": 0}
+    with Progress(
+        TextColumn("[bold]extract"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[note]}"),
+        TimeElapsedColumn(),
+        disable=not show_progress,
+    ) as bar:
+        task_id = bar.add_task("extract", total=len(todo), note="")
+
+        def on_result(res: EpisodeResult) -> None:
+            done["n"] += 1
+            done["failed"] += res.status == "failed"
+            bar.update(task_id, advance=1, note=f"{done['failed']} failed" if done["failed"] else "")
+            update_progress_artifact(artifact_id=artifact, progress=100.0 * done["n"] / max(1, len(todo)))
+
+        if runner == "sequential":
+            return extract_sequential(todo, config, dataset, on_result)
+        return extract_on_ray(todo, config, dataset, address=ray_address, num_cpus=num_cpus, on_result=on_result)
+
+
+@task(name="commit", cache_policy=NO_CACHE)
+def commit_all(dataset: str, results: list[EpisodeResult], config: IngestConfig, tag: str) -> dict[str, int]:
+    """One commit per table for the whole run, tagged so the run can be time-travelled to."""
+    sch = schemas(config)
+    versions = {}
+    for name in TABLES:
+        frags = [f for r in results for f in r.fragments.get(name, [])]
+        version = commit(dataset, name, frags, sch[name], tag=tag)
+        if version is not None:
+            versions[name] = version
+    return versions
+
+
+@task(name="index", cache_policy=NO_CACHE)
+def index(dataset: str) -> None:
+    ensure_indexes(dataset)
+
+
+def summarize(
+    results: list[EpisodeResult], dataset: str, tag: str, discovered: int, skipped: int, seconds: float, versions
+) -> IngestReport:
+    report = IngestReport(run_tag=tag, dataset=dataset, discovered=discovered, skipped=skipped, seconds=seconds)
+    stage_seconds: dict[str, float] = {}
+    for r in results:
+        setattr(report, r.status, getattr(report, r.status) + 1)
+        report.frames += r.n_frames
+        report.tracks += r.n_tracks
+        report.samples += r.n_samples
+        for k, v in r.timings.items():
+            stage_seconds[k] = stage_seconds.get(k, 0.0) + v
+        if r.status != "ok":
+            report.failures.append(Failure(source_uri=r.source_uri, status=r.status, error=r.error_text))
+    report.stage_seconds = stage_seconds
+    report.versions = versions
+    return report
+
+
+@flow(name="ingest", log_prints=True)
+def ingest(
+    source: str,
+    dataset: str = "data/traces",
+    config: IngestConfig = PRESETS["generic"],
+    runner: Literal["ray", "sequential"] = "ray",
+    ray_address: str | None = None,
+    num_cpus: int | None = None,
+    show_progress: bool = False,
+) -> IngestReport:
+    """Extract 3D point traces from every new episode in SOURCE into the Lance DATASET."""
+    log = get_run_logger()
+    tag = f"ingest-{flow_run.id or uuid.uuid4()}"
+    todo, found = discover_new(source, dataset, config)
+    log.info("%d episodes found, %d new", found, len(todo))
+    t0 = time.perf_counter()
+    results = extract(todo, dataset, config, runner, ray_address, num_cpus, show_progress) if todo else []
+    seconds = time.perf_counter() - t0
+    versions = commit_all(dataset, results, config, tag) if results else {}
+    if versions:
+        index(dataset)
+    report = summarize(results, dataset, tag, found, found - len(todo), seconds, versions)
+    create_table_artifact(
+        key="ingest-summary",
+        table=[{"item": k, "value": v} for k, v in report.rows()],
+        description=f"ingest {source} -> {dataset}",
+    )
+    for f in report.failures:
+        log.warning("%s %s: %s", f.status, f.source_uri, f.error)
+    return report

@@ -1,0 +1,114 @@
+"""Extraction configs: frozen pydantic models (they render as Prefect UI forms) and named presets.
+
+Numbers come from METHOD.md (TraceExtract stages 0-6) unless a comment says otherwise.
+"""
+
+from __future__ import annotations
+
+import difflib
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class DecodeConfig(_Frozen):
+    target_fps: float | None = Field(None, gt=0, description="subsample to this rate; None keeps every frame")
+    max_frames: int = Field(3000, gt=1, description="episodes longer than this are cut (stored frames)")
+    max_width: int | None = Field(None, gt=16, description="downscale wider frames to this width")
+
+
+class DepthConfig(_Frozen):
+    backend: Literal["given"] = Field("given", description="where metric depth comes from")
+
+
+class PoseConfig(_Frozen):
+    backend: Literal["given"] = Field("given", description="where camera poses come from")
+
+
+class KeypointConfig(_Frozen):
+    backend: Literal["grid", "features", "grid+features"] = Field(
+        "grid+features", description="grid gives coverage, good-features-to-track gives trackable corners"
+    )
+    grid_step_px: int = Field(12, ge=2, description="spacing of the uniform query grid")
+    max_features: int = Field(600, ge=0, description="Shi-Tomasi corners per query frame")
+    feature_quality: float = Field(0.01, gt=0, lt=1)
+    feature_min_distance_px: float = Field(5.0, gt=0)
+    reseed_every: int = Field(10, ge=1, description="every this many frames, seed new points where no track is visible")
+    max_points: int = Field(2000, ge=1, description="cap on tracks per episode")
+
+
+class TrackConfig(_Frozen):
+    backend: Literal["lk"] = Field("lk", description="OpenCV pyramidal Lucas-Kanade, forward-backward checked")
+    window_px: int = Field(15, ge=5, description="LK window side")
+    pyramid_levels: int = Field(3, ge=0)
+    fb_max_px: float = Field(0.5, gt=0, description="forward-backward error above which a step is not trusted")
+    depth_jump_m: float = Field(0.02, gt=0, description="depth change vs the track's own 3D prediction that ends visibility")
+    max_gap_frames: int = Field(8, ge=0, description="a lost moving track may be re-acquired within this many frames")
+    reacquire_ncc: float = Field(0.8, ge=-1, le=1, description="appearance match (NCC vs the last visible patch) to re-acquire")
+    min_texture: float = Field(1e-4, ge=0, description="LK minEigThreshold: steps on flat texture are not trusted")
+
+
+class LiftConfig(_Frozen):
+    edge_rel_jump: float = Field(0.08, gt=0, description="relative depth jump to a neighbour that marks a depth edge")
+    edge_kernel_px: int = Field(3, ge=1, description="neighbourhood side for the edge test")
+
+
+class FilterConfig(_Frozen):
+    motion_window: int = Field(64, ge=2, description="visible frames considered by the motion filter")
+    motion_frac: float = Field(0.05, gt=0, description="moving if displacement exceeds this fraction of the diagonal")
+    z_weight: float = Field(0.1, ge=0, description="weight of depth (m) against pixels in the motion test")
+    min_track_coverage: float = Field(0.6, ge=0, le=1, description="reject episodes below this patch coverage")
+    coverage_grid: int = Field(16, ge=1, description="coverage is measured on a grid of this many cells per side")
+
+
+class RetargetConfig(_Frozen):
+    step: float = Field(0.05, gt=0, description="arc-length resampling step in (u/W, v/H, z m) units")
+    future_len: int = Field(128, ge=2)
+    history_len: int = Field(32, ge=1)
+    top_frac: float = Field(0.02, gt=0, le=1, description="robust speed = mean of this top fraction of segment lengths")
+    min_future_steps: int = Field(2, ge=1, description="frames with fewer valid future steps are skipped")
+
+
+class IngestConfig(_Frozen):
+    preset: str = Field("generic", description="name of the preset these settings came from")
+    corpus: str = Field("", description="corpus label stored with every episode")
+    decode: DecodeConfig = DecodeConfig()
+    depth: DepthConfig = DepthConfig()
+    pose: PoseConfig = PoseConfig()
+    keypoints: KeypointConfig = KeypointConfig()
+    track: TrackConfig = TrackConfig()
+    lift: LiftConfig = LiftConfig()
+    filter: FilterConfig = FilterConfig()
+    retarget: RetargetConfig = RetargetConfig()
+    jpeg_quality: int = Field(90, ge=10, le=100, description="quality of the stored frames")
+
+    def extraction_key(self) -> str:
+        """The settings that change extracted data (part of the episode id)."""
+        return self.model_dump_json(exclude={"corpus"})
+
+
+PRESETS: dict[str, IngestConfig] = {
+    "sim": IngestConfig(preset="sim", corpus="sim"),
+    "generic": IngestConfig(preset="generic", decode=DecodeConfig(target_fps=10.0)),
+    "droid": IngestConfig(preset="droid", corpus="droid", decode=DecodeConfig(target_fps=5.0)),
+    "agibot": IngestConfig(preset="agibot", corpus="agibot", decode=DecodeConfig(target_fps=5.0)),
+    "egodex": IngestConfig(preset="egodex", corpus="egodex", decode=DecodeConfig(target_fps=10.0, max_width=640)),
+}
+
+
+class UnknownPresetError(KeyError):
+    pass
+
+
+def get_preset(name: str) -> IngestConfig:
+    """The preset called `name`; an unknown name lists the known ones and the closest match."""
+    try:
+        return PRESETS[name]
+    except KeyError:
+        close = difflib.get_close_matches(name, PRESETS, n=1)
+        hint = f" Did you mean {close[0]!r}?" if close else ""
+        raise UnknownPresetError(f"unknown preset {name!r}; known presets: {', '.join(sorted(PRESETS))}.{hint}") from None

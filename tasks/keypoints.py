@@ -1,0 +1,75 @@
+"""Stage 2 (classical backend): query points from a uniform grid and good-features-to-track.
+
+The grid gives coverage (METHOD.md stage 5 rejects episodes whose tracks cover < 60% of the
+image); Shi-Tomasi corners give points LK can follow. Points on flat texture or unknown depth are
+skipped because they cannot be tracked or lifted reliably.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from tasks.config import KeypointConfig
+
+
+def texture_map(gray: np.ndarray, window_px: int) -> np.ndarray:
+    """Min eigenvalue of the structure tensor per pixel (how well LK can localise there)."""
+    return cv2.cornerMinEigenVal(gray, blockSize=max(3, window_px | 1), ksize=3)
+
+
+def propose(
+    gray: np.ndarray,
+    cfg: KeypointConfig,
+    window_px: int,
+    allowed: np.ndarray | None = None,
+    limit: int | None = None,
+) -> np.ndarray:
+    """Query pixels (n, 2) float32 in one frame; `allowed` (H,W) bool masks where points may go."""
+    H, W = gray.shape
+    allowed = np.ones((H, W), bool) if allowed is None else allowed
+    eig = texture_map(gray, window_px)
+    min_eig = cfg.feature_quality * float(eig.max() or 1.0)
+    pts = []
+    if "grid" in cfg.backend:
+        s = cfg.grid_step_px
+        vv, uu = np.mgrid[s // 2 : H - s // 2 : s, s // 2 : W - s // 2 : s]
+        uu, vv = uu.ravel(), vv.ravel()
+        keep = allowed[vv, uu] & (eig[vv, uu] >= min_eig)
+        pts.append(np.stack([uu[keep], vv[keep]], -1).astype(np.float32))
+    if "features" in cfg.backend and cfg.max_features > 0:
+        mask = (allowed * 255).astype(np.uint8)
+        c = cv2.goodFeaturesToTrack(
+            gray, cfg.max_features, cfg.feature_quality, cfg.feature_min_distance_px, mask=mask, blockSize=5
+        )
+        if c is not None:
+            c = cv2.cornerSubPix(gray, c, (3, 3), (-1, -1), (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 20, 0.03))
+            pts.append(c.reshape(-1, 2).astype(np.float32))
+    if not pts:
+        return np.zeros((0, 2), np.float32)
+    uv = np.concatenate(pts)
+    uv = _dedupe(uv, cfg.feature_min_distance_px / 2)
+    if limit is not None and len(uv) > limit:
+        uv = uv[np.random.default_rng(0).choice(len(uv), limit, replace=False)]
+    return uv
+
+
+def _dedupe(uv: np.ndarray, min_dist: float) -> np.ndarray:
+    """Drop points closer than `min_dist` to an earlier one (grid and corners overlap)."""
+    if len(uv) < 2:
+        return uv
+    key = np.floor(uv / max(min_dist, 1e-6)).astype(np.int64)
+    _, first = np.unique(key, axis=0, return_index=True)
+    return uv[np.sort(first)]
+
+
+def uncovered_mask(uv: np.ndarray, width: int, height: int, grid: int) -> np.ndarray:
+    """(H, W) bool: True in grid cells that hold none of the points `uv` (n,2)."""
+    cells = np.zeros((grid, grid), bool)
+    if len(uv):
+        cx = np.clip((uv[:, 0] + 0.5) * grid / width, 0, grid - 1).astype(int)
+        cy = np.clip((uv[:, 1] + 0.5) * grid / height, 0, grid - 1).astype(int)
+        cells[cy, cx] = True
+    ys = np.minimum(np.arange(height) * grid // height, grid - 1)
+    xs = np.minimum(np.arange(width) * grid // width, grid - 1)
+    return ~cells[ys[:, None], xs[None, :]]

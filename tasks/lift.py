@@ -1,0 +1,49 @@
+"""Lift 2D tracks to world-frame 3D with per-frame depth and cameras (after removing depth edges).
+
+Depth at an object's silhouette mixes foreground and background ("flying points"), so pixels
+next to a large relative depth jump are treated as unknown before any sampling.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from tasks.config import LiftConfig
+from tasks.geometry import sample_bilinear, unproject
+from tasks.types import Episode
+
+
+def filter_depth_edges(depth: np.ndarray, rel_jump: float, kernel_px: int) -> np.ndarray:
+    """Copy of depth (T,H,W) with NaN wherever the local (max - min) / depth exceeds `rel_jump`."""
+    out = np.array(depth, dtype=np.float32, copy=True)
+    k = np.ones((kernel_px, kernel_px), np.uint8)
+    for t in range(out.shape[0]):
+        d = out[t]
+        bad = ~np.isfinite(d)
+        hi = cv2.dilate(np.where(bad, 0, d), k)  # unknown neighbours do not raise the max
+        lo = cv2.erode(np.where(bad, np.inf, d), k)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            edge = (hi - lo) / d > rel_jump
+        edge |= cv2.dilate(bad.astype(np.uint8), k).astype(bool)  # next to unknown depth is unsure too
+        d[edge] = np.nan
+    return out
+
+
+def lift_points(uv: np.ndarray, depth_t: np.ndarray, K: np.ndarray, w2c_t: np.ndarray) -> np.ndarray:
+    """World points (N,3) of pixels (N,2) in one frame; NaN where depth is unknown."""
+    z = sample_bilinear(depth_t, uv)
+    return unproject(uv, z, K, w2c_t)
+
+
+def lift(ep: Episode, cfg: LiftConfig, clean_depth: np.ndarray | None = None) -> Episode:
+    """tracks_xyz (N,T,3) from tracks_uv where visible; NaN elsewhere (unknown, never guessed)."""
+    depth = clean_depth if clean_depth is not None else filter_depth_edges(ep.depth, cfg.edge_rel_jump, cfg.edge_kernel_px)
+    N, T = ep.visible.shape
+    xyz = np.full((N, T, 3), np.nan, dtype=np.float32)
+    for t in range(T):
+        idx = np.flatnonzero(ep.visible[:, t])
+        if idx.size:
+            xyz[idx, t] = lift_points(ep.tracks_uv[idx, t], depth[t], ep.K, ep.w2c[t])
+    visible = ep.visible & np.isfinite(xyz).all(-1)
+    return ep.replace(tracks_xyz=xyz, visible=visible)

@@ -1,0 +1,68 @@
+"""Fan episodes out over Ray workers, one task per episode, with bounded in-flight work.
+
+Each task runs `process_episode` (stages + uncommitted fragment writes) and returns a small
+`EpisodeResult`; the driver never sees arrays. A task that dies (out of memory, a segfault in a
+native library) becomes a failed episode row written by the driver, so nothing is lost silently.
+Ray Core tasks rather than Ray Data: every stage here is CPU-only, so per-episode tasks give the
+same parallelism with exact per-episode progress; GPU actor pools arrive with the model backends.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+
+import ray
+
+from tasks.config import IngestConfig
+from tasks.runner import EpisodeResult, failed_result, process_episode
+from tasks.types import EpisodeSource
+
+# Workers inherit these; Ray must not try to reach a Prefect API or a model hub on its own.
+_WORKER_ENV = {"HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "OPENCV_NUM_THREADS": "1"}
+
+
+def ensure_ray(address: str | None = None, num_cpus: int | None = None) -> None:
+    """Connect to `address` (e.g. "auto" inside a cluster) or start a local Ray without dashboard."""
+    if ray.is_initialized():
+        return
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    env = {"env_vars": {k: os.environ.get(k, v) for k, v in _WORKER_ENV.items()}}
+    if address:
+        ray.init(address=address, runtime_env=env, log_to_driver=False)
+    else:
+        ray.init(num_cpus=num_cpus, include_dashboard=False, runtime_env=env, log_to_driver=False)
+
+
+def extract_on_ray(
+    sources: list[EpisodeSource],
+    cfg: IngestConfig,
+    root: str,
+    address: str | None = None,
+    num_cpus: int | None = None,
+    max_in_flight: int | None = None,
+    on_result: Callable[[EpisodeResult], None] | None = None,
+) -> list[EpisodeResult]:
+    """Process every source on Ray; results arrive (and `on_result` fires) as episodes finish."""
+    ensure_ray(address, num_cpus)
+    remote = ray.remote(num_cpus=1, max_retries=1)(process_episode)
+    limit = max_in_flight or max(2, int(ray.cluster_resources().get("CPU", 2)) * 2)
+    cfg_ref = ray.put(cfg)
+    pending: dict[ray.ObjectRef, EpisodeSource] = {}
+    todo = list(sources)
+    results: list[EpisodeResult] = []
+    while todo or pending:
+        while todo and len(pending) < limit:
+            src = todo.pop(0)
+            pending[remote.remote(src, cfg_ref, root)] = src
+        done, _ = ray.wait(list(pending), num_returns=1)
+        for ref in done:
+            src = pending.pop(ref)
+            try:
+                res = ray.get(ref)
+            except Exception as exc:  # noqa: BLE001 - a dead worker is this episode's failure only
+                res = failed_result(src, cfg, root, "worker", f"{src.uri}: Ray task failed: {type(exc).__name__}: {exc}")
+            results.append(res)
+            if on_result:
+                on_result(res)
+    return results

@@ -1,0 +1,138 @@
+"""Run the extraction stages over one episode, recording failures as data, and hand back fragments.
+
+`process_episode` is the unit of work a Ray worker (or the sequential runner) executes: it runs the
+stages, converts the episode to table rows and writes them as *uncommitted* Lance fragments. The
+driver commits all fragments once per table, so a crash before the commit leaves no partial rows.
+"""
+
+from __future__ import annotations
+
+import time
+import traceback
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+import pyarrow as pa
+
+from storage import schema as table_schemas
+from storage.writer import write_uncommitted
+from tasks.config import IngestConfig
+from tasks.decode import decode
+from tasks.errors import ConfigurationError, EpisodeInputError
+from tasks.lift import lift
+from tasks.motion_filter import filter_tracks
+from tasks.rows import episode_tables
+from tasks.samples import build_samples
+from tasks.track import track
+from tasks.types import Episode, EpisodeSource
+
+Stage = Callable[[Episode, IngestConfig], Episode]
+
+STAGES: list[tuple[str, Stage]] = [
+    ("decode", lambda ep, cfg: decode(ep.source, cfg)),
+    ("track", track),
+    ("lift", lambda ep, cfg: lift(ep, cfg.lift)),
+    ("filter", lambda ep, cfg: filter_tracks(ep, cfg.filter)),
+    ("samples", lambda ep, cfg: build_samples(ep, cfg.retarget)),
+]
+TABLES = ("episodes", "tracks", "samples", "frames")
+_EXPECTED = (EpisodeInputError, ConfigurationError)
+
+
+def schemas(cfg: IngestConfig) -> dict[str, pa.Schema]:
+    return {
+        "episodes": table_schemas.EPISODES,
+        "tracks": table_schemas.TRACKS,
+        "samples": table_schemas.samples_schema(cfg.retarget.future_len, cfg.retarget.history_len),
+        "frames": table_schemas.FRAMES,
+    }
+
+
+def run_stages(src: EpisodeSource, cfg: IngestConfig, stages: Iterable[tuple[str, Stage]] = STAGES) -> Episode:
+    """Run stages in order; an exception becomes `errors[stage]` and status "failed", never a crash."""
+    ep = Episode(source=src)
+    for name, stage in stages:
+        t0 = time.perf_counter()
+        try:
+            ep = stage(ep, cfg)
+        except _EXPECTED as exc:
+            return ep.replace(status="failed", errors={**ep.errors, name: str(exc)})
+        except Exception as exc:  # noqa: BLE001 - any stage bug must not stop the other episodes
+            where = traceback.extract_tb(exc.__traceback__)[-1]
+            msg = f"{src.uri}: {type(exc).__name__}: {exc} (at {where.filename.rsplit('/', 1)[-1]}:{where.lineno})"
+            return ep.replace(status="failed", errors={**ep.errors, name: msg})
+        ep.timings[name] = time.perf_counter() - t0
+        if ep.status != "ok":
+            break
+    return ep
+
+
+@dataclass
+class EpisodeResult:
+    """What a worker sends back: a summary and the fragment metadata to commit (small, picklable)."""
+
+    episode_id: str
+    source_uri: str
+    status: str
+    errors: dict[str, str]
+    n_frames: int = 0
+    n_tracks: int = 0
+    n_samples: int = 0
+    timings: dict[str, float] = field(default_factory=dict)
+    fragments: dict[str, list[str]] = field(default_factory=dict)
+
+    @property
+    def error_text(self) -> str:
+        return "; ".join(f"{k}: {v}" for k, v in self.errors.items())
+
+
+def write_episode(ep: Episode, cfg: IngestConfig, root: str) -> dict[str, list[str]]:
+    """Rows of one episode as uncommitted fragments, per table."""
+    tables = episode_tables(ep, cfg)
+    sch = schemas(cfg)
+    return {name: write_uncommitted(root, name, t, sch[name]) for name, t in tables.items() if t.num_rows}
+
+
+def process_episode(src: EpisodeSource, cfg: IngestConfig, root: str) -> EpisodeResult:
+    """Extract one episode and write its fragments. Never raises for bad input."""
+    t0 = time.perf_counter()
+    ep = run_stages(src, cfg)
+    t1 = time.perf_counter()
+    frags = write_episode(ep, cfg, root)
+    timings = {**ep.timings, "write": time.perf_counter() - t1, "total": time.perf_counter() - t0}
+    return EpisodeResult(
+        episode_id=src.episode_id,
+        source_uri=src.uri,
+        status=ep.status,
+        errors=dict(ep.errors),
+        n_frames=ep.n_frames,
+        n_tracks=ep.n_tracks,
+        n_samples=0 if ep.samples is None else int(len(ep.samples.track_index)),
+        timings=timings,
+        fragments=frags,
+    )
+
+
+def failed_result(src: EpisodeSource, cfg: IngestConfig, root: str, stage: str, message: str) -> EpisodeResult:
+    """A worker died (e.g. out of memory): the driver still records the episode as failed."""
+    ep = Episode(source=src, status="failed", errors={stage: message})
+    return EpisodeResult(
+        episode_id=src.episode_id,
+        source_uri=src.uri,
+        status="failed",
+        errors=ep.errors,
+        fragments=write_episode(ep, cfg, root),
+    )
+
+
+def extract_sequential(
+    sources: list[EpisodeSource], cfg: IngestConfig, root: str, on_result: Callable[[EpisodeResult], None] | None = None
+) -> list[EpisodeResult]:
+    """The same work as the Ray runner, in this process (tests, one video, debugging)."""
+    results = []
+    for src in sources:
+        res = process_episode(src, cfg, root)
+        results.append(res)
+        if on_result:
+            on_result(res)
+    return results

@@ -1,0 +1,105 @@
+"""Typed records that flow through the pipeline stages.
+
+An `Episode` is built by `decode`, then each stage returns a copy with more fields filled
+(`stage(ep, cfg) -> ep`). Arrays keep their shapes in the field names' docs; units are SI
+(meters, seconds) and pixels follow DESIGN.md: origin at the centre of the top-left pixel.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+PIPELINE_VERSION = "0.1.0"
+
+
+@dataclass(frozen=True)
+class EpisodeSource:
+    """One discovered input: a video file or an episode directory (DESIGN.md input formats 1-2)."""
+
+    uri: str
+    episode_id: str  # sha256 of the source bytes + extraction config
+    corpus: str = ""
+    preset: str = "generic"
+    kind: str = "dir"  # "video" | "dir"
+
+
+@dataclass(frozen=True)
+class Samples:
+    """Per-frame training samples (METHOD.md stages 4-6), concatenated over frames.
+
+    `offsets` (F+1,) index the keypoint axis: keypoints of frame `frames[i]` are rows
+    offsets[i]:offsets[i+1]. `future` (M, L, 3) runs forward from t (index 0 = t) and `history`
+    (M, Lh, 3) runs backward from t (index 0 = t, time reversed); both hold (u px, v px, z m)
+    through camera t, arc-length retargeted. `track_index` (M,) points into the episode's tracks.
+    """
+
+    frames: np.ndarray  # (F,) int32, stored-frame index t
+    offsets: np.ndarray  # (F+1,) int64
+    track_index: np.ndarray  # (M,) int32
+    keypoints_uv: np.ndarray  # (M, 2) float32, pixels at t
+    future: np.ndarray  # (M, L, 3) float32
+    future_valid: np.ndarray  # (M, L) bool
+    history: np.ndarray  # (M, Lh, 3) float32
+    history_valid: np.ndarray  # (M, Lh) bool
+    cluster_id: np.ndarray  # (M,) int32
+
+    @property
+    def n_frames(self) -> int:
+        return int(len(self.frames))
+
+
+@dataclass(frozen=True)
+class Episode:
+    """Everything known about one episode; stages fill it in order."""
+
+    source: EpisodeSource
+    # decode
+    frames: np.ndarray | None = None  # (T, H, W, 3) uint8 RGB
+    frame_index: np.ndarray | None = None  # (T,) int32 source frame number of each stored frame
+    fps: float = 0.0  # of the stored (subsampled) frames
+    depth: np.ndarray | None = None  # (T, H, W) float32 meters, NaN/0 = unknown
+    K: np.ndarray | None = None  # (3, 3) float64 pixels of the stored resolution
+    w2c: np.ndarray | None = None  # (T, 4, 4) float64 world -> camera (OpenCV)
+    depth_source: str = ""
+    pose_source: str = ""
+    meta: dict[str, Any] = field(default_factory=dict)
+    # keypoints
+    query_frame: np.ndarray | None = None  # (N,) int32
+    query_uv: np.ndarray | None = None  # (N, 2) float32 pixels
+    cluster_id: np.ndarray | None = None  # (N,) int32
+    # track (2D)
+    tracks_uv: np.ndarray | None = None  # (N, T, 2) float32 pixels
+    visible: np.ndarray | None = None  # (N, T) bool
+    # lift (world)
+    tracks_xyz: np.ndarray | None = None  # (N, T, 3) float32 world meters, NaN where unknown
+    # filter
+    is_moving: np.ndarray | None = None  # (N,) bool
+    track_coverage: float = float("nan")
+    # samples
+    samples: Samples | None = None
+    # bookkeeping
+    status: str = "ok"  # "ok" | "failed" | "rejected"
+    errors: dict[str, str] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)  # stage -> seconds
+
+    def replace(self, **changes: Any) -> "Episode":
+        return dataclasses.replace(self, **changes)
+
+    @property
+    def n_frames(self) -> int:
+        return 0 if self.frames is None else int(self.frames.shape[0])
+
+    @property
+    def image_size(self) -> tuple[int, int]:
+        """(width, height) of the stored frames."""
+        if self.frames is None:
+            return (0, 0)
+        return (int(self.frames.shape[2]), int(self.frames.shape[1]))
+
+    @property
+    def n_tracks(self) -> int:
+        return 0 if self.query_uv is None else int(self.query_uv.shape[0])

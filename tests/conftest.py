@@ -1,0 +1,49 @@
+"""Shared fixtures: an isolated Prefect, a local 2-CPU Ray, and small simulated corpora."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+
+_PREFECT_HOME = tempfile.mkdtemp(prefix="mu0-prefect-")
+os.environ.update(
+    {
+        "HF_HUB_OFFLINE": "1",
+        "PREFECT_HOME": _PREFECT_HOME,
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "PREFECT_LOGGING_LEVEL": "WARNING",
+        "MUJOCO_GL": "egl",
+        "RAY_AUTH_MODE": "disabled",
+    }
+)
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def prefect_harness():
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness():
+        yield
+
+
+@pytest.fixture(scope="session")
+def local_ray():
+    import ray
+
+    from tasks.ray_runner import ensure_ray
+
+    ensure_ray(num_cpus=2)
+    yield
+    ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def sim_corpus(tmp_path_factory):
+    """Three short static-camera Meta-World episodes with ground truth."""
+    from tasks.sim.generate import generate_corpus
+
+    out = tmp_path_factory.mktemp("sim")
+    generate_corpus(out, 3, ["pick-place", "drawer-open", "button-press"], camera="static", max_steps=45, seed=0)
+    return out
