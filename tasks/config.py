@@ -37,24 +37,28 @@ class KeypointConfig(_Frozen):
     max_features: int = Field(600, ge=0, description="Shi-Tomasi corners per query frame")
     feature_quality: float = Field(0.01, gt=0, lt=1)
     feature_min_distance_px: float = Field(5.0, gt=0)
+    min_corner_eig: float = Field(2e-5, ge=0, description="grid points need this much texture (cv2.cornerMinEigenVal)")
     reseed_every: int = Field(10, ge=1, description="every this many frames, seed new points where no track is visible")
     max_points: int = Field(2000, ge=1, description="cap on tracks per episode")
 
 
 class TrackConfig(_Frozen):
     backend: Literal["lk"] = Field("lk", description="OpenCV pyramidal Lucas-Kanade, forward-backward checked")
-    window_px: int = Field(15, ge=5, description="LK window side")
+    window_px: int = Field(11, ge=5, description="LK window side (larger windows drag points along with occluders)")
     pyramid_levels: int = Field(3, ge=0)
-    fb_max_px: float = Field(0.5, gt=0, description="forward-backward error above which a step is not trusted")
+    fb_max_px: float = Field(1.0, gt=0, description="forward-backward error above which a step is not trusted")
     depth_jump_m: float = Field(0.02, gt=0, description="depth change vs the track's own 3D prediction that ends visibility")
-    max_gap_frames: int = Field(8, ge=0, description="a lost moving track may be re-acquired within this many frames")
-    reacquire_ncc: float = Field(0.8, ge=-1, le=1, description="appearance match (NCC vs the last visible patch) to re-acquire")
+    max_gap_frames: int = Field(30, ge=0, description="a lost track may be re-acquired within this many frames")
+    reacquire_depth_m: float = Field(0.01, gt=0, description="a carried point is seen again when observed depth agrees this well")
+    reacquire_ncc: float = Field(0.5, ge=-1, le=1, description="and when it looks like it did (NCC vs the last visible patch)")
+    min_visible_frames: int = Field(3, ge=1, description="tracks seen in fewer frames (query included) are dropped")
     min_texture: float = Field(1e-4, ge=0, description="LK minEigThreshold: steps on flat texture are not trusted")
 
 
 class LiftConfig(_Frozen):
     edge_rel_jump: float = Field(0.08, gt=0, description="relative depth jump to a neighbour that marks a depth edge")
     edge_kernel_px: int = Field(3, ge=1, description="neighbourhood side for the edge test")
+    max_depth_m: float = Field(20.0, gt=0, description="farther depth is treated as unknown (sky, far plane)")
 
 
 class FilterConfig(_Frozen):

@@ -29,7 +29,7 @@ def propose(
     H, W = gray.shape
     allowed = np.ones((H, W), bool) if allowed is None else allowed
     eig = texture_map(gray, window_px)
-    min_eig = cfg.feature_quality * float(eig.max() or 1.0)
+    min_eig = cfg.min_corner_eig
     pts = []
     if "grid" in cfg.backend:
         s = cfg.grid_step_px

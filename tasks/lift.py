@@ -14,19 +14,23 @@ from tasks.geometry import sample_bilinear, unproject
 from tasks.types import Episode
 
 
-def filter_depth_edges(depth: np.ndarray, rel_jump: float, kernel_px: int) -> np.ndarray:
-    """Copy of depth (T,H,W) with NaN wherever the local (max - min) / depth exceeds `rel_jump`."""
+def filter_depth_edges(depth: np.ndarray, rel_jump: float, kernel_px: int, max_depth_m: float = np.inf) -> np.ndarray:
+    """Copy of depth (T,H,W) with NaN beyond `max_depth_m` and on the far side of depth edges.
+
+    A pixel is dropped when a neighbour is nearer by more than `rel_jump` of its depth. Only the far
+    side goes, so thin foreground parts (fingers, handles) keep their depth while bilinear samples
+    can no longer blend them with the background.
+    """
     out = np.array(depth, dtype=np.float32, copy=True)
+    out[~(out <= max_depth_m)] = np.nan
     k = np.ones((kernel_px, kernel_px), np.uint8)
     for t in range(out.shape[0]):
         d = out[t]
         bad = ~np.isfinite(d)
-        hi = cv2.dilate(np.where(bad, 0, d), k)  # unknown neighbours do not raise the max
         lo = cv2.erode(np.where(bad, np.inf, d), k)
         with np.errstate(invalid="ignore", divide="ignore"):
-            edge = (hi - lo) / d > rel_jump
-        edge |= cv2.dilate(bad.astype(np.uint8), k).astype(bool)  # next to unknown depth is unsure too
-        d[edge] = np.nan
+            far_side = (d - lo) / d > rel_jump  # background next to a nearer surface: mixes when sampled
+        d[far_side] = np.nan
     return out
 
 
@@ -38,7 +42,9 @@ def lift_points(uv: np.ndarray, depth_t: np.ndarray, K: np.ndarray, w2c_t: np.nd
 
 def lift(ep: Episode, cfg: LiftConfig, clean_depth: np.ndarray | None = None) -> Episode:
     """tracks_xyz (N,T,3) from tracks_uv where visible; NaN elsewhere (unknown, never guessed)."""
-    depth = clean_depth if clean_depth is not None else filter_depth_edges(ep.depth, cfg.edge_rel_jump, cfg.edge_kernel_px)
+    depth = clean_depth
+    if depth is None:
+        depth = filter_depth_edges(ep.depth, cfg.edge_rel_jump, cfg.edge_kernel_px, cfg.max_depth_m)
     N, T = ep.visible.shape
     xyz = np.full((N, T, 3), np.nan, dtype=np.float32)
     for t in range(T):

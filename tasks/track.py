@@ -18,10 +18,11 @@ from tasks.config import IngestConfig, TrackConfig
 from tasks.geometry import inside_image, project
 from tasks.keypoints import propose, uncovered_mask
 from tasks.lift import filter_depth_edges, lift_points
+from tasks.rigid import carry
 from tasks.types import Episode
 
 PATCH = 11
-STATIC_SPEED_M = 0.001  # per frame: slower tracks are treated as static (may wait out any occlusion)
+FLAT_STD = 4.0  # grey levels: below this a patch is too flat for NCC
 
 
 def _lk(prev: np.ndarray, cur: np.ndarray, p0: np.ndarray, init: np.ndarray, cfg: TrackConfig):
@@ -32,23 +33,23 @@ def _lk(prev: np.ndarray, cur: np.ndarray, p0: np.ndarray, init: np.ndarray, cfg
         criteria=(cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 30, 0.01),
         minEigThreshold=cfg.min_texture,
     )
-    p0 = np.ascontiguousarray(p0, np.float32).reshape(-1, 1, 2)
-    p1, st1, _ = cv2.calcOpticalFlowPyrLK(
-        prev, cur, p0, np.ascontiguousarray(init, np.float32).reshape(-1, 1, 2), flags=cv2.OPTFLOW_USE_INITIAL_FLOW, **kw
-    )
+    p0 = np.array(p0, np.float32).reshape(-1, 1, 2)  # copies: OpenCV writes into nextPts in place
+    guess = np.array(init, np.float32).reshape(-1, 1, 2)
+    p1, st1, _ = cv2.calcOpticalFlowPyrLK(prev, cur, p0, guess, flags=cv2.OPTFLOW_USE_INITIAL_FLOW, **kw)
     pb, st2, _ = cv2.calcOpticalFlowPyrLK(cur, prev, p1, p0.copy(), flags=cv2.OPTFLOW_USE_INITIAL_FLOW, **kw)
     fb = np.linalg.norm((pb - p0).reshape(-1, 2), axis=1)
     ok = (st1.ravel() == 1) & (st2.ravel() == 1)
     return p1.reshape(-1, 2), ok, fb
 
 
-def _patches(gray: np.ndarray, uv: np.ndarray) -> np.ndarray:
-    """(n, PATCH*PATCH) zero-mean unit-norm patches around pixels (n,2), for NCC."""
+def _patches(gray: np.ndarray, uv: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Zero-mean unit-norm patches (n, PATCH*PATCH) around pixels (n,2) for NCC, and their std (n,)."""
     out = np.stack([cv2.getRectSubPix(gray, (PATCH, PATCH), (float(u), float(v))) for u, v in uv]).astype(np.float32)
     out = out.reshape(len(uv), -1)
     out -= out.mean(1, keepdims=True)
+    std = np.sqrt((out**2).mean(1))
     out /= np.linalg.norm(out, axis=1, keepdims=True) + 1e-6
-    return out
+    return out, std
 
 
 def track_queries(
@@ -71,56 +72,63 @@ def _run(gray, depth, K, w2c, q, step, uv_q, X0, cfg: TrackConfig, uv, vis) -> N
     T, H, W = gray.shape
     n = len(uv_q)
     p = uv_q.astype(np.float32).copy()
-    X = X0.astype(np.float64).copy()
+    X = X0.astype(np.float64).copy()  # last seen world point, or where the body carried it since
     V = np.zeros((n, 3))
     lost = np.zeros(n, np.int64)  # frames since last seen; 0 = seen in the previous frame
     dead = ~np.isfinite(X).all(1)
     templates = np.zeros((n, PATCH * PATCH), np.float32)
+    textured = np.zeros(n, bool)  # flat templates make NCC meaningless; depth alone decides there
     prev = q
     for s in range(q + step, T if step > 0 else -1, step):
-        Xp = X + V * (lost + 1)[:, None]
-        proj = project(Xp, K, w2c[s])
-        in_view = np.isfinite(proj).all(1) & (proj[:, 2] > 0) & inside_image(proj[:, :2], W, H)
         seen = np.zeros(n, bool)
         Xn = np.full((n, 3), np.nan)
 
         act = np.flatnonzero((lost == 0) & ~dead)
         if act.size:
-            init = np.where(in_view[act, None], proj[act, :2], p[act])
+            Xp = X[act] + V[act]
+            proj = project(Xp, K, w2c[s])
+            ok_proj = np.isfinite(proj).all(1) & (proj[:, 2] > 0) & inside_image(proj[:, :2], W, H)
+            init = np.where(ok_proj[:, None], proj[:, :2], p[act])
             p1, ok, fb = _lk(gray[prev], gray[s], p[act], init, cfg)
             X1 = lift_points(p1, depth[s], K, w2c[s])
-            jump = np.linalg.norm(X1 - Xp[act], axis=1)
-            good = ok & (fb < cfg.fb_max_px) & (jump < cfg.depth_jump_m) & inside_image(p1, W, H)
-            good &= np.isfinite(jump)
+            jump = np.linalg.norm(X1 - Xp, axis=1)
+            good = ok & (fb < cfg.fb_max_px) & (jump < cfg.depth_jump_m) & inside_image(p1, W, H) & np.isfinite(jump)
             seen[act[good]] = True
             p[act[good]] = p1[good]
             Xn[act[good]] = X1[good]
             newly_lost = act[~good]
             if newly_lost.size:  # remember how the point looked when last seen
-                templates[newly_lost] = _patches(gray[prev], p[newly_lost])
+                templates[newly_lost], std = _patches(gray[prev], p[newly_lost])
+                textured[newly_lost] = std > FLAT_STD
 
-        cand = np.flatnonzero((lost > 0) & ~dead & in_view)
-        if cand.size:
-            z_obs = lift_points(proj[cand, :2], depth[s], K, w2c[s])
-            jump = np.linalg.norm(z_obs - Xp[cand], axis=1)
-            near = np.isfinite(jump) & (jump < cfg.depth_jump_m)
-            if near.any():
-                c = cand[near]
-                ncc = (templates[c] * _patches(gray[s], proj[c, :2])).sum(1)
-                back = ncc > cfg.reacquire_ncc
-                c = c[back]
-                seen[c] = True
-                p[c] = proj[c, :2]
-                Xn[c] = z_obs[near][back]
+        # Points not followed by LK move with their visible neighbours, then must be confirmed
+        # by depth (and look) before they count as visible again.
+        rest = np.flatnonzero(~seen & ~dead)
+        if rest.size:
+            anchors = np.flatnonzero(seen)
+            X[rest], _ = carry(X[rest], X[anchors], Xn[anchors], V[rest], V[anchors])
+            proj = project(X[rest], K, w2c[s])
+            in_view = np.isfinite(proj).all(1) & (proj[:, 2] > 0) & inside_image(proj[:, :2], W, H)
+            c, pc = rest[in_view], proj[in_view, :2]
+            if c.size:
+                obs = lift_points(pc, depth[s], K, w2c[s])
+                near = np.linalg.norm(obs - X[c], axis=1) < cfg.reacquire_depth_m
+                c, pc, obs = c[near], pc[near], obs[near]
+                if c.size:
+                    back = (templates[c] * _patches(gray[s], pc)[0]).sum(1) > cfg.reacquire_ncc
+                    back |= ~textured[c]
+                    c = c[back]
+                    seen[c] = True
+                    p[c] = pc[back]
+                    Xn[c] = obs[back]
 
-        moved = seen & (lost == 0)
-        V[moved] = 0.5 * V[moved] + 0.5 * (Xn[moved] - X[moved])
+        cont = seen & (lost == 0)
+        V[cont] = 0.5 * V[cont] + 0.5 * (Xn[cont] - X[cont])
         V[seen & (lost > 0)] = 0.0
         X[seen] = Xn[seen]
         lost[seen] = 0
         lost[~seen] += 1
-        speed = np.linalg.norm(V, axis=1)
-        dead |= (lost > cfg.max_gap_frames) & (speed > STATIC_SPEED_M)
+        dead |= lost > cfg.max_gap_frames
         uv[seen, s] = p[seen]
         vis[seen, s] = True
         prev = s
@@ -132,7 +140,7 @@ def track(ep: Episode, cfg: IngestConfig) -> Episode:
     W, H = ep.image_size
     kcfg, tcfg = cfg.keypoints, cfg.track
     gray = np.stack([cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) for f in ep.frames])
-    depth = filter_depth_edges(ep.depth, cfg.lift.edge_rel_jump, cfg.lift.edge_kernel_px)
+    depth = filter_depth_edges(ep.depth, cfg.lift.edge_rel_jump, cfg.lift.edge_kernel_px, cfg.lift.max_depth_m)
     all_uv, all_vis, q_frame, q_uv = [], [], [], []
     budget = kcfg.max_points
     for q in range(0, T, kcfg.reseed_every):
@@ -144,6 +152,8 @@ def track(ep: Episode, cfg: IngestConfig) -> Episode:
         if len(uv_q) == 0:
             continue
         uv, vis = track_queries(gray, depth, ep.K, ep.w2c, q, uv_q, tcfg)
+        kept = vis.sum(1) >= tcfg.min_visible_frames  # a point LK could not follow is no trace
+        uv, vis, uv_q = uv[kept], vis[kept], uv_q[kept]
         all_uv.append(uv)
         all_vis.append(vis)
         q_frame.append(np.full(len(uv_q), q, np.int32))
