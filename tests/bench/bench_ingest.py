@@ -1,0 +1,126 @@
+"""Ingestion throughput benchmark: prints a table (and writes markdown with --md FILE).
+
+    .venv/bin/python -m tests.bench.bench_ingest --episodes 12 --max-steps 120
+
+Measures, on one simulated corpus: PyAV decode-only frames/s; each stage alone (in-process,
+one thread); the whole `ingest` flow (Prefect + Ray + Lance writes + commit + index) with 1 and
+2 Ray workers. The Prefect API is warmed up first so its one-off start is not counted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+os.environ.setdefault("MUJOCO_GL", "egl")
+os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+
+import av  # noqa: E402
+import cv2  # noqa: E402
+from rich.console import Console  # noqa: E402
+from rich.table import Table  # noqa: E402
+
+from tasks.config import get_preset  # noqa: E402
+from tasks.discover import discover  # noqa: E402
+from tasks.runner import run_stages  # noqa: E402
+
+console = Console()
+
+
+def decode_only_fps(paths: list[Path]) -> float:
+    n, t0 = 0, time.perf_counter()
+    for p in paths:
+        with av.open(str(p / "video.mp4")) as c:
+            for f in c.decode(video=0):
+                f.to_ndarray(format="rgb24")
+                n += 1
+    return n / (time.perf_counter() - t0)
+
+
+def stage_fps(corpus: Path) -> tuple[dict[str, float], int]:
+    cfg = get_preset("sim")
+    cv2.setNumThreads(1)
+    totals: dict[str, float] = {}
+    frames = 0
+    for src in discover(str(corpus), cfg):
+        ep = run_stages(src, cfg)
+        frames += ep.n_frames
+        for k, v in ep.timings.items():
+            totals[k] = totals.get(k, 0.0) + v
+    return {k: frames / v for k, v in totals.items() if v > 0}, frames
+
+
+def flow_fps(corpus: Path, workers: int) -> tuple[float, int]:
+    import ray
+
+    from flows.ingest import ingest
+
+    ray.shutdown()
+    from tasks.ray_runner import ensure_ray
+
+    ensure_ray(num_cpus=workers)
+    root = Path(tempfile.mkdtemp(prefix="mu0-bench-"))
+    t0 = time.perf_counter()
+    report = ingest(str(corpus), str(root / "traces"), get_preset("sim"))
+    wall = time.perf_counter() - t0
+    shutil.rmtree(root, ignore_errors=True)
+    ray.shutdown()
+    return report.frames / wall, report.frames
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--corpus", type=Path, help="existing sim corpus (else one is generated)")
+    ap.add_argument("--episodes", type=int, default=12)
+    ap.add_argument("--max-steps", type=int, default=120)
+    ap.add_argument("--md", type=Path, help="also write the table as markdown here")
+    args = ap.parse_args()
+
+    corpus = args.corpus
+    if corpus is None:
+        from tasks.sim.generate import generate_corpus
+
+        corpus = Path(tempfile.mkdtemp(prefix="mu0-bench-corpus-"))
+        with console.status(f"rendering {args.episodes} episodes"):
+            generate_corpus(corpus, args.episodes, ["pick-place", "drawer-open", "button-press", "push", "reach"],
+                            max_steps=args.max_steps)
+    paths = sorted(p for p in corpus.iterdir() if p.is_dir())
+
+    from prefect import flow
+
+    with console.status("warming up the Prefect API"):
+        flow(name="warm-up")(lambda: None)()
+    rows: list[tuple[str, str]] = []
+    dec = decode_only_fps(paths)
+    rows.append(("PyAV decode only", f"{dec:.0f}"))
+    per_stage, frames = stage_fps(corpus)
+    for k, v in per_stage.items():
+        if k != "total":
+            rows.append((f"stage alone: {k}", f"{v:.0f}"))
+    slow_name, slow = min(((k, v) for k, v in per_stage.items() if k not in ("total",)), key=lambda kv: kv[1])
+    one, _ = flow_fps(corpus, 1)
+    two, _ = flow_fps(corpus, 2)
+    rows += [
+        ("ingest flow, 1 Ray worker", f"{one:.0f}"),
+        ("ingest flow, 2 Ray workers", f"{two:.0f}"),
+        ("2 workers / 1 worker", f"{two / one:.2f}x"),
+        (f"1 worker / slowest stage alone ({slow_name})", f"{one / slow:.0%}"),
+    ]
+    t = Table(title=f"ingest throughput, frames/s ({len(paths)} episodes, {frames} frames, {os.cpu_count()} cores)")
+    t.add_column("measure")
+    t.add_column("value", justify="right")
+    for r in rows:
+        t.add_row(*r)
+    console.print(t)
+    if args.md:
+        args.md.write_text("| measure | value |\n|---|---|\n" + "\n".join(f"| {a} | {b} |" for a, b in rows) + "\n")
+
+
+if __name__ == "__main__":
+    main()
