@@ -37,7 +37,7 @@ class KeypointConfig(_Frozen):
     max_features: int = Field(600, ge=0, description="Shi-Tomasi corners per query frame")
     feature_quality: float = Field(0.01, gt=0, lt=1)
     feature_min_distance_px: float = Field(5.0, gt=0)
-    min_corner_eig: float = Field(2e-5, ge=0, description="grid points need this much texture (cv2.cornerMinEigenVal)")
+    min_corner_eig: float = Field(5e-5, ge=0, description="grid points need this much texture (cv2.cornerMinEigenVal)")
     reseed_every: int = Field(10, ge=1, description="every this many frames, seed new points where no track is visible")
     max_points: int = Field(2000, ge=1, description="cap on tracks per episode")
 
@@ -51,7 +51,8 @@ class TrackConfig(_Frozen):
     max_gap_frames: int = Field(30, ge=0, description="a lost track may be re-acquired within this many frames")
     reacquire_depth_m: float = Field(0.01, gt=0, description="a carried point is seen again when observed depth agrees this well")
     reacquire_ncc: float = Field(0.5, ge=-1, le=1, description="and when it looks like it did (NCC vs the last visible patch)")
-    min_visible_frames: int = Field(3, ge=1, description="tracks seen in fewer frames (query included) are dropped")
+    rigid_tol_m: float = Field(0.01, ge=0, description="a step disagreeing this much with its neighbours' rigid motion is not trusted (0: off)")
+    min_visible_frames: int = Field(10, ge=1, description="tracks seen in fewer frames (query included) are dropped: too short to be a trace")
     min_texture: float = Field(1e-4, ge=0, description="LK minEigThreshold: steps on flat texture are not trusted")
 
 

@@ -37,6 +37,7 @@ def carry(
     vel_tol_m: float = 0.005,
     k: int = 12,
     radius_m: float = 0.05,
+    exclude_self: bool = False,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Move `points` (n,3) with the local motion of anchors (m,3)->(m,3) within `radius_m`.
 
@@ -44,15 +45,19 @@ def carry(
     frame) count: a table point hidden by a passing gripper must not be dragged along with it.
     Returns (moved points (n,3), number of anchors used (n,)). Three or more anchors give a rigid
     fit; one or two give their mean translation; none leaves the point where it was.
+    `exclude_self` predicts each anchor from the others (a rigidity check on the anchors).
     """
     n = len(points)
     moved = points.copy()
     used = np.zeros(n, np.int64)
     if n == 0 or len(anchors_before) == 0:
         return moved, used
-    k = min(k, len(anchors_before))
+    k = min(k + exclude_self, len(anchors_before))
     dist, idx = cKDTree(anchors_before).query(points, k=k, distance_upper_bound=radius_m)
     dist, idx = dist.reshape(n, k), idx.reshape(n, k)
+    if exclude_self:  # points are the anchors themselves: leave each one's own motion out
+        dist, idx = dist[:, 1:], idx[:, 1:]
+        k -= 1
     ok = np.isfinite(dist)
     idx = np.where(ok, idx, 0)
     if point_vel is not None and anchor_vel is not None:

@@ -93,6 +93,11 @@ def _run(gray, depth, K, w2c, q, step, uv_q, X0, cfg: TrackConfig, uv, vis) -> N
             X1 = lift_points(p1, depth[s], K, w2c[s])
             jump = np.linalg.norm(X1 - Xp, axis=1)
             good = ok & (fb < cfg.fb_max_px) & (jump < cfg.depth_jump_m) & inside_image(p1, W, H) & np.isfinite(jump)
+            if cfg.rigid_tol_m > 0 and good.sum() > 3:  # must move like the neighbours that moved like it
+                g = np.flatnonzero(good)
+                pred, used = carry(X[act[g]], X[act[g]], X1[g], V[act[g]], V[act[g]], exclude_self=True)
+                off = (used >= 3) & (np.linalg.norm(pred - X1[g], axis=1) > cfg.rigid_tol_m)
+                good[g[off]] = False
             seen[act[good]] = True
             p[act[good]] = p1[good]
             Xn[act[good]] = X1[good]

@@ -1,0 +1,99 @@
+"""Stage 5: motion filter and track-coverage quality check (METHOD.md section 1, stage 5).
+
+Training samples keep only keypoints that move in the world: static background points would teach
+the model that "nothing moves" is the answer for most of the image. Coverage catches episodes
+whose tracking collapsed (typically heavy camera rotation) before they pollute the dataset.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from tasks.config import FilterConfig
+from tasks.geometry import inside_image, project
+from tasks.types import Episode
+
+
+def first_visible(valid: np.ndarray, window: int) -> tuple[np.ndarray, np.ndarray]:
+    """Frame indices (N, window) of each track's first `window` valid frames, and their mask (N, window).
+
+    Tracks with fewer valid frames are padded (mask False) with arbitrary frame indices.
+    """
+    N, T = valid.shape
+    window = min(window, T)
+    order = np.argsort(~valid, axis=1, kind="stable")[:, :window]  # valid frames first, in time order
+    return order, np.take_along_axis(valid, order, axis=1)
+
+
+def max_pairwise_distance(pts: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """(N,) largest distance between two masked points of each row of pts (N, W, D); 0 if < 2 points.
+
+    A loop over W keeps memory at N*W (pdist per track would be a Python loop over tracks).
+    """
+    N, W = mask.shape
+    best = np.zeros(N)
+    for i in range(W):
+        d = np.linalg.norm(pts[:, i : i + 1] - pts, axis=-1)  # (N, W)
+        d = np.where(mask & mask[:, i : i + 1], d, 0.0)
+        best = np.maximum(best, d.max(1))
+    return best
+
+
+def is_moving(
+    xyz: np.ndarray, visible: np.ndarray, K: np.ndarray, w2c: np.ndarray, width: int, height: int, cfg: FilterConfig
+) -> np.ndarray:
+    """(N,) True where the track's extent in (u, v, z_weight*z) through camera 0 exceeds motion_frac of the diagonal.
+
+    One fixed camera (the first frame's) removes ego-motion: a static point stays put however the
+    camera moves. The maximum pairwise displacement (trajectory diameter) counts a point that moves
+    away and comes back, unlike start-to-end distance. Only the first `motion_window` visible frames
+    count, as in the published pipeline (bounded cost; long-term drift of static points is ignored).
+    Frames where the point is behind camera 0 have no pixel and are left out.
+    """
+    N = xyz.shape[0]
+    if N == 0:
+        return np.zeros(0, bool)
+    uvz = project(np.asarray(xyz, np.float64), K, np.asarray(w2c)[0])
+    ok = np.asarray(visible, bool) & np.isfinite(uvz).all(-1) & (uvz[..., 2] > 0)
+    uvz = np.where(ok[..., None], uvz, 0.0) * np.array([1.0, 1.0, cfg.z_weight])
+    order, mask = first_visible(ok, cfg.motion_window)
+    pts = np.take_along_axis(uvz, order[..., None], axis=1)
+    threshold = cfg.motion_frac * float(np.hypot(width, height))
+    return max_pairwise_distance(pts, mask) > threshold
+
+
+def track_coverage(tracks_uv: np.ndarray, visible: np.ndarray, width: int, height: int, grid: int = 16) -> float:
+    """Mean over frames of the fraction of grid x grid image cells holding at least one visible track point.
+
+    Cells tile the image extent [-0.5, W-0.5] x [-0.5, H-0.5] (pixel centres at integers, DESIGN.md).
+    Every frame counts, so frames where tracking is lost pull the mean down. 0.0 for no frames.
+    """
+    N, T = visible.shape
+    if T == 0:
+        return 0.0
+    uv = np.asarray(tracks_uv, np.float64)
+    ok = np.asarray(visible, bool) & np.isfinite(uv).all(-1) & inside_image(uv, width, height)
+    n_idx, t_idx = np.nonzero(ok)
+    cx = np.clip(np.floor((uv[n_idx, t_idx, 0] + 0.5) / width * grid), 0, grid - 1).astype(np.int64)
+    cy = np.clip(np.floor((uv[n_idx, t_idx, 1] + 0.5) / height * grid), 0, grid - 1).astype(np.int64)
+    occupied = np.zeros((T, grid * grid), bool)
+    occupied[t_idx, cy * grid + cx] = True
+    return float(occupied.mean(1).mean())
+
+
+def filter_tracks(ep: Episode, cfg: FilterConfig) -> Episode:
+    """Set is_moving and track_coverage; reject the episode when coverage < min_track_coverage."""
+    width, height = ep.image_size
+    visible = ep.visible & np.isfinite(ep.tracks_xyz).all(-1)
+    moving = is_moving(ep.tracks_xyz, visible, ep.K, ep.w2c, width, height, cfg)
+    cov = track_coverage(ep.tracks_uv, ep.visible, width, height, cfg.coverage_grid)
+    ep = ep.replace(is_moving=moving, track_coverage=cov)
+    if cov < cfg.min_track_coverage:
+        g = cfg.coverage_grid
+        msg = (
+            f"track coverage {cov:.2f} < {cfg.min_track_coverage:.2f}: on average only {cov:.0%} of the "
+            f"{g}x{g} image cells hold a visible track ({ep.visible.shape[0]} tracks, {ep.visible.shape[1]} frames); "
+            "usual causes are heavy camera rotation, fast motion or textureless video"
+        )
+        ep = ep.replace(status="rejected", errors={**ep.errors, "filter": msg})
+    return ep

@@ -1,0 +1,31 @@
+"""Stage 4: world tracks seen through one frame's camera (METHOD.md section 1, stage 4).
+
+Samples store each trace as (u px, v px, z m) through the camera of its anchor frame t. Static
+world points then project to fixed pixels, so camera ego-motion is removed from the target.
+The full (T_cam, N, T, 3) tensor is T times the track array, so callers ask for one camera at a time.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from tasks.geometry import project
+
+
+def uvz_through(t: int, xyz: np.ndarray, K: np.ndarray, w2c: np.ndarray) -> np.ndarray:
+    """All world points xyz (N, T, 3) seen through camera t -> (N, T, 3) of (u px, v px, z m).
+
+    Off-screen points keep their (possibly far outside) pixel coordinates: clipping would turn real
+    motion that leaves the frame into fake stillness at the border. Points at or behind the camera
+    (z <= 0) have no meaningful pixel, so the whole row is NaN there, as are unknown (NaN) inputs;
+    `uvz_valid` is the matching mask.
+    """
+    uvz = project(np.asarray(xyz, dtype=np.float64), K, np.asarray(w2c)[t])
+    bad = ~(uvz[..., 2] > 0)  # NaN z counts as bad too
+    uvz[bad] = np.nan
+    return uvz
+
+
+def uvz_valid(uvz: np.ndarray) -> np.ndarray:
+    """(..., ) bool: finite and in front of the camera."""
+    return np.isfinite(uvz).all(-1) & (uvz[..., 2] > 0)

@@ -1,0 +1,94 @@
+"""Stage 6: synchronous arc-length speed retargeting (METHOD.md section 1, stage 6).
+
+Demonstrations of the same motion differ in speed (operators, robots, frame rates). Resampling the
+time axis at equal steps of *motion* makes the target describe where points go, not how fast. All
+tracks of one anchor share one time warp (synchronous), so their relative timing (a hand reaching
+an object before the object moves) is preserved.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from tasks.config import RetargetConfig
+
+
+def robust_segment_speed(lengths: np.ndarray, ok: np.ndarray, top_frac: float) -> np.ndarray:
+    """(S-1,) per segment: mean of the top `top_frac` (at least one) of the valid lengths (N, S-1).
+
+    The fastest few tracks define the motion (the hand or tool); the mean over all tracks would be
+    diluted by the many slow points of a large object, and the max alone by one tracking glitch.
+    A segment no track is valid across gets speed 0 (no evidence of motion: time passes unsampled).
+    """
+    n_valid = ok.sum(0)
+    if lengths.shape[0] == 0 or lengths.shape[1] == 0:
+        return np.zeros(lengths.shape[1])
+    count = np.maximum(1, np.ceil(top_frac * n_valid).astype(np.int64))
+    c_max = int(min(count.max(), lengths.shape[0]))
+    filled = np.where(ok, lengths, -1.0)  # invalid sorts below every real length (>= 0)
+    top = -np.partition(-filled, c_max - 1, axis=0)[:c_max]  # the c_max largest, unordered
+    top = -np.sort(-top, axis=0)  # descending
+    csum = np.cumsum(top, axis=0)
+    pick = np.take_along_axis(csum, (np.minimum(count, c_max) - 1)[None], axis=0)[0]
+    return np.where(n_valid > 0, pick / count, 0.0)
+
+
+def arc_time(cum: np.ndarray, targets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Fractional time at each arc length `targets` on the non-decreasing cumulative curve `cum` (S,).
+
+    Flat stretches (no motion) are skipped: a target maps to the earliest time the arc length is
+    reached, so pauses collapse instead of producing repeated samples. Returns (tau, inside) where
+    `inside` is False past the end of the trajectory (tau is then meaningless, set to 0).
+    """
+    end = cum[-1]
+    inside = targets <= end + 1e-9 * max(1.0, end)  # float cumsum must not drop the last sample
+    if len(cum) < 2:
+        return np.zeros_like(targets, dtype=np.float64), inside
+    tg = np.minimum(targets, end)
+    j = np.searchsorted(cum, tg, side="left")  # first vertex with cum >= target
+    jc = np.clip(j, 1, len(cum) - 1)
+    lo, hi = cum[jc - 1], cum[jc]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        frac = np.where(hi > lo, (tg - lo) / (hi - lo), 0.0)
+    tau = np.where(j == 0, 0.0, jc - 1 + frac)
+    return np.where(inside, tau, 0.0), inside
+
+
+def retarget(
+    traj: np.ndarray, valid: np.ndarray, width: int, height: int, cfg: RetargetConfig, length: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Resample tracks (N, S, 3) of (u px, v px, z m) every `cfg.step` of robust arc length.
+
+    Distances use (u/W, v/H, z m). Sample i sits at arc length i*step, i.e. at fractional time
+    tau_i shared by all tracks; each track is interpolated linearly between frames floor/ceil(tau_i)
+    and is valid there only when both frames are valid (just the one frame if tau_i is integer).
+    Sample 0 is the anchor (tau = 0). Samples past the end of the trajectory are invalid.
+
+    Zero motion (all robust speeds 0) leaves only sample 0 valid: a trace that does not move has no
+    arc length to resample, and repeating the anchor `length` times would invent a confident
+    "stays still for ever" target out of a timing we do not know. Downstream, `min_future_steps`
+    then skips such anchors.
+
+    Returns (out (N, length, 3) float64 in the input units with NaN where invalid, out_valid (N, length)).
+    """
+    traj = np.asarray(traj, dtype=np.float64)
+    N, S = traj.shape[:2]
+    valid = np.asarray(valid, bool) & np.isfinite(traj).all(-1)
+    out = np.full((N, length, 3), np.nan)
+    out_valid = np.zeros((N, length), bool)
+    if N == 0 or S == 0 or length == 0:
+        return out, out_valid
+    scale = np.array([width, height, 1.0])
+    norm = np.where(valid[..., None], traj, 0.0) / scale
+    seg = np.linalg.norm(np.diff(norm, axis=1), axis=-1)  # (N, S-1)
+    speed = robust_segment_speed(seg, valid[:, 1:] & valid[:, :-1], cfg.top_frac)
+    cum = np.concatenate([[0.0], np.cumsum(speed)])
+    tau, inside = arc_time(cum, cfg.step * np.arange(length))
+    k0 = np.floor(tau).astype(np.int64)
+    k1 = np.minimum(k0 + 1, S - 1)
+    a = tau - k0  # (length,)
+    clean = np.where(valid[..., None], traj, 0.0)
+    vals = clean[:, k0] + a[None, :, None] * (clean[:, k1] - clean[:, k0])
+    ok = inside[None] & valid[:, k0] & (valid[:, k1] | (a == 0)[None])
+    out[ok] = vals[ok]
+    return out, ok

@@ -1,0 +1,37 @@
+"""The mu0 CLI: thin wrappers with helpful errors and meaningful exit codes."""
+
+from __future__ import annotations
+
+from typer.testing import CliRunner
+
+from flows.cli import app
+
+runner = CliRunner()
+
+
+def test_unknown_preset_lists_the_known_ones(tmp_path):
+    res = runner.invoke(app, ["ingest", str(tmp_path), "--preset", "sime"])
+    assert res.exit_code == 2
+    assert "known presets" in res.output and "sim" in res.output
+
+
+def test_missing_source_is_a_clear_error(prefect_harness, tmp_path):
+    res = runner.invoke(app, ["ingest", str(tmp_path / "nowhere"), "--dataset", str(tmp_path / "ds"), "--sequential"])
+    assert res.exit_code == 2
+    assert "does not exist" in res.output
+
+
+def test_nothing_ingestible_exits_nonzero_and_says_where_to_look(prefect_harness, tmp_path):
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "broken.mp4").write_text("not a video")
+    res = runner.invoke(app, ["ingest", str(src), "--dataset", str(tmp_path / "ds"), "--preset", "sim", "--sequential"])
+    assert res.exit_code == 1, res.output
+    assert "1 failed" in res.output and "broken.mp4" in res.output and "status != 'ok'" in res.output
+
+
+def test_sim_writes_episode_directories(tmp_path):
+    res = runner.invoke(app, ["sim", "--out", str(tmp_path), "--episodes", "1", "--tasks", "reach", "--max-steps", "20"])
+    assert res.exit_code == 0, res.output
+    (ep,) = [p for p in tmp_path.iterdir() if p.is_dir()]
+    assert {"video.mp4", "depth.npy", "cameras.npz", "meta.json", "actions.npy", "states.npy"} <= {p.name for p in ep.iterdir()}
