@@ -49,7 +49,7 @@ class TrackConfig(_Frozen):
     fb_max_px: float = Field(1.0, gt=0, description="forward-backward error above which a step is not trusted")
     depth_jump_m: float = Field(0.02, gt=0, description="depth change vs the track's own 3D prediction that ends visibility")
     max_gap_frames: int = Field(30, ge=0, description="a lost track may be re-acquired within this many frames")
-    reacquire_depth_m: float = Field(0.01, gt=0, description="a carried point is seen again when observed depth agrees this well")
+    reacquire_depth_m: float = Field(0.005, gt=0, description="a carried point is seen again when observed depth agrees this well")
     reacquire_ncc: float = Field(0.5, ge=-1, le=1, description="and when it looks like it did (NCC vs the last visible patch)")
     rigid_tol_m: float = Field(0.01, ge=0, description="a step disagreeing this much with its neighbours' rigid motion is not trusted (0: off)")
     min_visible_frames: int = Field(10, ge=1, description="tracks seen in fewer frames (query included) are dropped: too short to be a trace")

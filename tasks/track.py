@@ -78,6 +78,7 @@ def _run(gray, depth, K, w2c, q, step, uv_q, X0, cfg: TrackConfig, uv, vis) -> N
     dead = ~np.isfinite(X).all(1)
     templates = np.zeros((n, PATCH * PATCH), np.float32)
     textured = np.zeros(n, bool)  # flat templates make NCC meaningless; depth alone decides there
+    last_frame = np.full(n, q)  # where each point was last seen, for re-acquisition by LK
     prev = q
     for s in range(q + step, T if step > 0 else -1, step):
         seen = np.zeros(n, bool)
@@ -115,7 +116,12 @@ def _run(gray, depth, K, w2c, q, step, uv_q, X0, cfg: TrackConfig, uv, vis) -> N
             proj = project(X[rest], K, w2c[s])
             in_view = np.isfinite(proj).all(1) & (proj[:, 2] > 0) & inside_image(proj[:, :2], W, H)
             c, pc = rest[in_view], proj[in_view, :2]
-            if c.size:
+            if c.size:  # first by appearance: LK from the last sighting, near the carried guess
+                found, pf, Xf = _relocate(gray, depth, K, w2c, s, c, pc, X[c], p, last_frame, cfg)
+                seen[c[found]] = True
+                p[c[found]], Xn[c[found]] = pf[found], Xf[found]
+                c, pc = c[~found], pc[~found]
+            if c.size:  # then by geometry: the surface is exactly where the carried point says
                 obs = lift_points(pc, depth[s], K, w2c[s])
                 near = np.linalg.norm(obs - X[c], axis=1) < cfg.reacquire_depth_m
                 c, pc, obs = c[near], pc[near], obs[near]
@@ -131,12 +137,31 @@ def _run(gray, depth, K, w2c, q, step, uv_q, X0, cfg: TrackConfig, uv, vis) -> N
         V[cont] = 0.5 * V[cont] + 0.5 * (Xn[cont] - X[cont])
         V[seen & (lost > 0)] = 0.0
         X[seen] = Xn[seen]
+        last_frame[seen] = s
         lost[seen] = 0
         lost[~seen] += 1
         dead |= lost > cfg.max_gap_frames
         uv[seen, s] = p[seen]
         vis[seen, s] = True
         prev = s
+
+
+def _relocate(gray, depth, K, w2c, s, c, guess_uv, guess_X, p, last_frame, cfg: TrackConfig):
+    """LK from each point's last sighting to frame s, started at the carried guess.
+
+    Returns (found (n,), uv (n,2), X (n,3)); found needs a clean forward-backward check and a
+    lifted point within `depth_jump_m` of the carried one.
+    """
+    found = np.zeros(len(c), bool)
+    uv, X = guess_uv.copy(), np.full((len(c), 3), np.nan)
+    for f in np.unique(last_frame[c]):
+        m = np.flatnonzero(last_frame[c] == f)
+        p1, ok, fb = _lk(gray[f], gray[s], p[c[m]], guess_uv[m], cfg)
+        X1 = lift_points(p1, depth[s], K, w2c[s])
+        good = ok & (fb < cfg.fb_max_px) & (np.linalg.norm(X1 - guess_X[m], axis=1) < cfg.depth_jump_m)
+        found[m[good]] = True
+        uv[m[good]], X[m[good]] = p1[good], X1[good]
+    return found, uv, X
 
 
 def track(ep: Episode, cfg: IngestConfig) -> Episode:
