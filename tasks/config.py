@@ -52,6 +52,8 @@ class TrackConfig(_Frozen):
     reacquire_depth_m: float = Field(0.005, gt=0, description="a carried point is seen again when observed depth agrees this well")
     reacquire_ncc: float = Field(0.5, ge=-1, le=1, description="and when it looks like it did (NCC vs the last visible patch)")
     rigid_tol_m: float = Field(0.01, ge=0, description="a step disagreeing this much with its neighbours' rigid motion is not trusted (0: off)")
+    flat_motion_m: float = Field(0.01, gt=0, description="textured tracks moving more than this make nearby flat points suspect")
+    flat_radius_m: float = Field(0.1, gt=0, description="flat points this close to a moving textured track are dropped")
     min_visible_frames: int = Field(10, ge=1, description="tracks seen in fewer frames (query included) are dropped: too short to be a trace")
     min_texture: float = Field(1e-4, ge=0, description="LK minEigThreshold: steps on flat texture are not trusted")
 

@@ -24,19 +24,25 @@ def propose(
     window_px: int,
     allowed: np.ndarray | None = None,
     limit: int | None = None,
-) -> np.ndarray:
-    """Query pixels (n, 2) float32 in one frame; `allowed` (H,W) bool masks where points may go."""
+) -> tuple[np.ndarray, np.ndarray]:
+    """Query pixels (n, 2) float32 in one frame and whether each sits on flat texture (n,) bool.
+
+    `allowed` (H,W) masks where points may go. Flat grid points are kept for coverage: the
+    tracker follows them only as static world points (their image motion is unobservable).
+    """
     H, W = gray.shape
     allowed = np.ones((H, W), bool) if allowed is None else allowed
     eig = texture_map(gray, window_px)
     min_eig = cfg.min_corner_eig
-    pts = []
+    pts, flat = [], []
     if "grid" in cfg.backend:
         s = cfg.grid_step_px
         vv, uu = np.mgrid[s // 2 : H - s // 2 : s, s // 2 : W - s // 2 : s]
         uu, vv = uu.ravel(), vv.ravel()
-        keep = allowed[vv, uu] & (eig[vv, uu] >= min_eig)
-        pts.append(np.stack([uu[keep], vv[keep]], -1).astype(np.float32))
+        keep = allowed[vv, uu]
+        uu, vv = uu[keep], vv[keep]
+        pts.append(np.stack([uu, vv], -1).astype(np.float32))
+        flat.append(eig[vv, uu] < min_eig)
     if "features" in cfg.backend and cfg.max_features > 0:
         mask = (allowed * 255).astype(np.uint8)
         c = cv2.goodFeaturesToTrack(
@@ -45,22 +51,27 @@ def propose(
         if c is not None:
             c = cv2.cornerSubPix(gray, c, (3, 3), (-1, -1), (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 20, 0.03))
             pts.append(c.reshape(-1, 2).astype(np.float32))
+            flat.append(np.zeros(len(pts[-1]), bool))
     if not pts:
-        return np.zeros((0, 2), np.float32)
-    uv = np.concatenate(pts)
-    uv = _dedupe(uv, cfg.feature_min_distance_px / 2)
+        return np.zeros((0, 2), np.float32), np.zeros(0, bool)
+    uv, is_flat = np.concatenate(pts), np.concatenate(flat)
+    order = np.argsort(is_flat, kind="stable")  # corners first, so de-duplication keeps them
+    uv, is_flat = uv[order], is_flat[order]
+    keep = _dedupe(uv, cfg.feature_min_distance_px / 2)
+    uv, is_flat = uv[keep], is_flat[keep]
     if limit is not None and len(uv) > limit:
-        uv = uv[np.random.default_rng(0).choice(len(uv), limit, replace=False)]
-    return uv
+        pick = np.sort(np.random.default_rng(0).choice(len(uv), limit, replace=False))
+        uv, is_flat = uv[pick], is_flat[pick]
+    return uv, is_flat
 
 
 def _dedupe(uv: np.ndarray, min_dist: float) -> np.ndarray:
-    """Drop points closer than `min_dist` to an earlier one (grid and corners overlap)."""
+    """Indices of points kept after dropping those in the cell of an earlier one (grid and corners overlap)."""
     if len(uv) < 2:
-        return uv
+        return np.arange(len(uv))
     key = np.floor(uv / max(min_dist, 1e-6)).astype(np.int64)
     _, first = np.unique(key, axis=0, return_index=True)
-    return uv[np.sort(first)]
+    return np.sort(first)
 
 
 def uncovered_mask(uv: np.ndarray, width: int, height: int, grid: int) -> np.ndarray:

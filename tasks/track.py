@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import cv2
 import numpy as np
+from scipy.spatial import cKDTree
 
 from tasks.config import IngestConfig, TrackConfig
 from tasks.geometry import inside_image, project
@@ -53,9 +54,20 @@ def _patches(gray: np.ndarray, uv: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def track_queries(
-    gray: np.ndarray, depth: np.ndarray, K: np.ndarray, w2c: np.ndarray, q: int, uv_q: np.ndarray, cfg: TrackConfig
+    gray: np.ndarray,
+    depth: np.ndarray,
+    K: np.ndarray,
+    w2c: np.ndarray,
+    q: int,
+    uv_q: np.ndarray,
+    cfg: TrackConfig,
+    flat: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Track pixels `uv_q` (n,2) queried at frame q through the episode: (uv (n,T,2), visible (n,T))."""
+    """Track pixels `uv_q` (n,2) queried at frame q through the episode: (uv (n,T,2), visible (n,T)).
+
+    `flat` (n,) marks points on flat texture: LK cannot see them move, so they are followed only
+    by geometry (carried with their neighbours, confirmed by depth).
+    """
     T, H, W = gray.shape
     n = len(uv_q)
     uv = np.full((n, T, 2), np.nan, np.float32)
@@ -64,11 +76,11 @@ def track_queries(
     uv[:, q] = uv_q
     vis[:, q] = np.isfinite(X0).all(1)
     for step in (1, -1):
-        _run(gray, depth, K, w2c, q, step, uv_q, X0, cfg, uv, vis)
+        _run(gray, depth, K, w2c, q, step, uv_q, X0, cfg, uv, vis, np.zeros(n, bool) if flat is None else flat)
     return uv, vis
 
 
-def _run(gray, depth, K, w2c, q, step, uv_q, X0, cfg: TrackConfig, uv, vis) -> None:
+def _run(gray, depth, K, w2c, q, step, uv_q, X0, cfg: TrackConfig, uv, vis, flat) -> None:
     T, H, W = gray.shape
     n = len(uv_q)
     p = uv_q.astype(np.float32).copy()
@@ -84,7 +96,7 @@ def _run(gray, depth, K, w2c, q, step, uv_q, X0, cfg: TrackConfig, uv, vis) -> N
         seen = np.zeros(n, bool)
         Xn = np.full((n, 3), np.nan)
 
-        act = np.flatnonzero((lost == 0) & ~dead)
+        act = np.flatnonzero((lost == 0) & ~dead & ~flat)
         if act.size:
             Xp = X[act] + V[act]
             proj = project(Xp, K, w2c[s])
@@ -112,12 +124,14 @@ def _run(gray, depth, K, w2c, q, step, uv_q, X0, cfg: TrackConfig, uv, vis) -> N
         rest = np.flatnonzero(~seen & ~dead)
         if rest.size:
             anchors = np.flatnonzero(seen)
-            X[rest], _ = carry(X[rest], X[anchors], Xn[anchors], V[rest], V[anchors])
+            moves = rest[~flat[rest]]  # flat points stay put: only a static one can be confirmed
+            X[moves], _ = carry(X[moves], X[anchors], Xn[anchors], V[moves], V[anchors])
             proj = project(X[rest], K, w2c[s])
             in_view = np.isfinite(proj).all(1) & (proj[:, 2] > 0) & inside_image(proj[:, :2], W, H)
             c, pc = rest[in_view], proj[in_view, :2]
             if c.size:  # first by appearance: LK from the last sighting, near the carried guess
                 found, pf, Xf = _relocate(gray, depth, K, w2c, s, c, pc, X[c], p, last_frame, cfg)
+                found &= ~flat[c]
                 seen[c[found]] = True
                 p[c[found]], Xn[c[found]] = pf[found], Xf[found]
                 c, pc = c[~found], pc[~found]
@@ -171,19 +185,20 @@ def track(ep: Episode, cfg: IngestConfig) -> Episode:
     kcfg, tcfg = cfg.keypoints, cfg.track
     gray = np.stack([cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) for f in ep.frames])
     depth = filter_depth_edges(ep.depth, cfg.lift.edge_rel_jump, cfg.lift.edge_kernel_px, cfg.lift.max_depth_m)
-    all_uv, all_vis, q_frame, q_uv = [], [], [], []
+    all_uv, all_vis, q_frame, q_uv, all_flat = [], [], [], [], []
     budget = kcfg.max_points
     for q in range(0, T, kcfg.reseed_every):
         allowed = np.isfinite(depth[q])
         if all_uv:
             at_q = np.concatenate([u[v[:, q], q] for u, v in zip(all_uv, all_vis)])
             allowed &= uncovered_mask(at_q, W, H, cfg.filter.coverage_grid)
-        uv_q = propose(gray[q], kcfg, tcfg.window_px, allowed, limit=budget)
+        uv_q, flat = propose(gray[q], kcfg, tcfg.window_px, allowed, limit=budget)
         if len(uv_q) == 0:
             continue
-        uv, vis = track_queries(gray, depth, ep.K, ep.w2c, q, uv_q, tcfg)
+        uv, vis = track_queries(gray, depth, ep.K, ep.w2c, q, uv_q, tcfg, flat)
         kept = vis.sum(1) >= tcfg.min_visible_frames  # a point LK could not follow is no trace
         uv, vis, uv_q = uv[kept], vis[kept], uv_q[kept]
+        all_flat.append(flat[kept])
         all_uv.append(uv)
         all_vis.append(vis)
         q_frame.append(np.full(len(uv_q), q, np.int32))
@@ -193,11 +208,40 @@ def track(ep: Episode, cfg: IngestConfig) -> Episode:
             break
     if not all_uv:
         raise ValueError("no trackable points: every candidate is on flat texture or unknown depth")
-    n = sum(len(x) for x in q_uv)
+    uv, vis, flat = np.concatenate(all_uv), np.concatenate(all_vis), np.concatenate(all_flat)
+    qf, quv = np.concatenate(q_frame), np.concatenate(q_uv).astype(np.float32)
+    keep = ~flat | ~_near_motion(uv, vis, flat, qf, depth, ep.K, ep.w2c, tcfg)
     return ep.replace(
-        query_frame=np.concatenate(q_frame),
-        query_uv=np.concatenate(q_uv).astype(np.float32),
-        tracks_uv=np.concatenate(all_uv),
-        visible=np.concatenate(all_vis),
-        cluster_id=np.full(n, -1, np.int32),  # no entity clustering in the classical backend
+        query_frame=qf[keep],
+        query_uv=quv[keep],
+        tracks_uv=uv[keep],
+        visible=vis[keep],
+        cluster_id=np.full(int(keep.sum()), -1, np.int32),  # no entity clustering in the classical backend
     )
+
+
+def _near_motion(uv, vis, flat, qf, depth, K, w2c, cfg: TrackConfig) -> np.ndarray:
+    """(n,) True for flat points that start within `flat_radius_m` of a textured point that moves.
+
+    A flat point is only followed as a static world point, which is wrong on a moving body; the
+    textured tracks around it tell whether its neighbourhood is static.
+    """
+    N, T = vis.shape
+    xyz = np.full((N, T, 3), np.nan)
+    for t in range(T):
+        idx = np.flatnonzero(vis[:, t])
+        xyz[idx, t] = lift_points(uv[idx, t], depth[t], K, w2c[t])
+    ref = xyz[np.arange(N), qf]
+    with np.errstate(invalid="ignore"):
+        motion = np.nanmax(np.linalg.norm(xyz - ref[:, None], axis=-1), axis=1)
+    movers = np.flatnonzero(~flat & (motion > cfg.flat_motion_m))
+    out = np.zeros(N, bool)
+    if movers.size == 0:
+        return out
+    for q in np.unique(qf[flat]):
+        f = np.flatnonzero(flat & (qf == q))
+        m = movers[np.isfinite(xyz[movers, q]).all(1)]
+        if m.size:
+            d, _ = cKDTree(xyz[m, q]).query(ref[f], k=1)
+            out[f] = d < cfg.flat_radius_m
+    return out

@@ -1,0 +1,52 @@
+"""A trace dataset is a root URI holding one Lance table per name: `<root>/<name>.lance`."""
+
+from __future__ import annotations
+
+import os
+
+import lance
+
+from storage.schema import TABLES
+
+
+def table_uri(root: str, name: str) -> str:
+    return f"{str(root).rstrip('/')}/{name}.lance"
+
+
+def open_table(root: str, name: str, version: int | str | None = None) -> lance.LanceDataset | None:
+    """The table at `version` (number or tag), or None when it was never committed."""
+    uri = table_uri(root, name)
+    if "://" not in uri and not os.path.isdir(os.path.join(uri, "_versions")):
+        return None
+    try:
+        return lance.dataset(uri, version=version)
+    except (ValueError, OSError, FileNotFoundError):
+        if version is not None:
+            raise
+        return None
+
+
+def existing_episode_ids(root: str) -> set[str]:
+    ds = open_table(root, "episodes")
+    if ds is None:
+        return set()
+    return set(ds.to_table(columns=["episode_id"]).column("episode_id").to_pylist())
+
+
+def describe(root: str) -> list[dict]:
+    """Per table: rows, latest version, number of versions, tags."""
+    out = []
+    for name in TABLES:
+        ds = open_table(root, name)
+        if ds is None:
+            continue
+        out.append(
+            {
+                "table": name,
+                "rows": ds.count_rows(),
+                "version": ds.version,
+                "versions": len(ds.versions()),
+                "tags": sorted(ds.tags.list()),
+            }
+        )
+    return out

@@ -1,0 +1,138 @@
+"""Convert one processed Episode into rows of the episodes / tracks / samples / frames tables."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+
+import cv2
+import lance
+import numpy as np
+import pyarrow as pa
+
+from storage import schema as S
+from tasks.config import IngestConfig
+from tasks.types import PIPELINE_VERSION, Episode
+
+
+def _fixed(values: np.ndarray, width: int, dtype=pa.float32()) -> pa.Array:
+    """(n, width) array -> fixed_size_list<dtype, width>."""
+    flat = pa.array(np.ascontiguousarray(values, dtype=dtype.to_pandas_dtype()).reshape(-1), type=dtype)
+    return pa.FixedSizeListArray.from_arrays(flat, width)
+
+
+def _ragged(child: pa.Array, offsets: np.ndarray) -> pa.Array:
+    return pa.ListArray.from_arrays(pa.array(offsets, pa.int32()), child)
+
+
+def episode_row(ep: Episode, cfg: IngestConfig) -> pa.Table:
+    T = ep.n_frames
+    W, H = ep.image_size
+    K = ep.K if ep.K is not None else np.full((3, 3), np.nan)
+    w2c = ep.w2c if ep.w2c is not None else np.zeros((0, 4, 4))
+    n_samples = 0 if ep.samples is None else int(len(ep.samples.track_index))
+    row = {
+        "episode_id": [ep.source.episode_id],
+        "source_uri": [ep.source.uri],
+        "corpus": [ep.source.corpus or cfg.corpus],
+        "preset": [cfg.preset],
+        "fps": [float(ep.fps)],
+        "n_frames": [T],
+        "frame_index": [[] if ep.frame_index is None else ep.frame_index.tolist()],
+        "width": [W],
+        "height": [H],
+        "K": [K.reshape(9).astype(np.float32).tolist()],
+        "w2c": [w2c.reshape(-1, 16).astype(np.float32).tolist()],
+        "depth_source": [ep.depth_source],
+        "pose_source": [ep.pose_source],
+        "status": [ep.status],
+        "errors": [json.dumps(ep.errors, sort_keys=True)],
+        "track_coverage": [float(ep.track_coverage)],
+        "n_tracks": [ep.n_tracks],
+        "n_moving": [0 if ep.is_moving is None else int(ep.is_moving.sum())],
+        "n_samples": [n_samples],
+        "instruction": [str(ep.meta.get("instruction", ""))],
+        "task": [str(ep.meta.get("task", ""))],
+        "embodiment": [str(ep.meta.get("embodiment", ""))],
+        "pipeline_version": [PIPELINE_VERSION],
+        "ingested_at": [dt.datetime.now(dt.timezone.utc)],
+        "config": [cfg.model_dump_json()],
+    }
+    return pa.table(row, schema=S.EPISODES)
+
+
+def track_rows(ep: Episode) -> pa.Table:
+    if ep.status == "failed" or ep.tracks_xyz is None:
+        return S.TRACKS.empty_table()
+    N, T = ep.visible.shape
+    per_track = np.arange(0, N * T + 1, T)
+    return pa.table(
+        {
+            "episode_id": pa.array([ep.source.episode_id] * N),
+            "track_id": pa.array(np.arange(N, dtype=np.int32)),
+            "query_frame": pa.array(ep.query_frame.astype(np.int32)),
+            "query_uv": _fixed(ep.query_uv, 2),
+            "xyz": _ragged(_fixed(ep.tracks_xyz.reshape(-1, 3), 3), per_track),
+            "visible": _ragged(pa.array(ep.visible.reshape(-1)), per_track),
+            "cluster_id": pa.array(ep.cluster_id.astype(np.int32)),
+            "is_moving": pa.array(np.zeros(N, bool) if ep.is_moving is None else ep.is_moving),
+        },
+        schema=S.TRACKS,
+    )
+
+
+def sample_rows(ep: Episode, cfg: IngestConfig) -> pa.Table:
+    schema = S.samples_schema(cfg.retarget.future_len, cfg.retarget.history_len)
+    s = ep.samples
+    if ep.status != "ok" or s is None or s.n_frames == 0:
+        return schema.empty_table()
+    L, Lh = s.future.shape[1], s.history.shape[1]
+    off = s.offsets.astype(np.int64)
+    F = s.n_frames
+    return pa.table(
+        {
+            "episode_id": pa.array([ep.source.episode_id] * F),
+            "frame": pa.array(s.frames.astype(np.int32)),
+            "keypoints_uv": _ragged(_fixed(s.keypoints_uv, 2), off),
+            "track_id": _ragged(pa.array(s.track_index.astype(np.int32)), off),
+            "future": _ragged(pa.FixedSizeListArray.from_arrays(_fixed(s.future.reshape(-1, 3), 3), L), off),
+            "future_valid": _ragged(_fixed(s.future_valid, L, pa.bool_()), off),
+            "history": _ragged(pa.FixedSizeListArray.from_arrays(_fixed(s.history.reshape(-1, 3), 3), Lh), off),
+            "history_valid": _ragged(_fixed(s.history_valid, Lh, pa.bool_()), off),
+            "cluster_id": _ragged(pa.array(s.cluster_id.astype(np.int32)), off),
+            "caption_ids": pa.array([[] for _ in range(F)], pa.list_(pa.int32())),
+        },
+        schema=schema,
+    )
+
+
+def _png16_mm(depth: np.ndarray) -> bytes:
+    mm = np.nan_to_num(depth * 1000.0, nan=0.0, posinf=0.0).clip(0, 65535).astype(np.uint16)
+    return cv2.imencode(".png", mm)[1].tobytes()
+
+
+def frame_rows(ep: Episode, cfg: IngestConfig) -> pa.Table:
+    if ep.frames is None or ep.status == "failed":
+        return S.FRAMES.empty_table()
+    q = [cv2.IMWRITE_JPEG_QUALITY, cfg.jpeg_quality]
+    jpegs = [cv2.imencode(".jpg", cv2.cvtColor(f, cv2.COLOR_RGB2BGR), q)[1].tobytes() for f in ep.frames]
+    depths = [None] * len(jpegs) if ep.depth is None else [_png16_mm(d) for d in ep.depth]
+    return pa.table(
+        {
+            "episode_id": pa.array([ep.source.episode_id] * len(jpegs)),
+            "frame": pa.array(np.arange(len(jpegs), dtype=np.int32)),
+            "jpeg": lance.blob_array(jpegs),
+            "depth_png16": lance.blob_array(depths),
+        },
+        schema=S.FRAMES,
+    )
+
+
+def episode_tables(ep: Episode, cfg: IngestConfig) -> dict[str, pa.Table]:
+    """Rows for every table; a failed episode gives its `episodes` row only (nothing is lost)."""
+    return {
+        "episodes": episode_row(ep, cfg),
+        "tracks": track_rows(ep),
+        "samples": sample_rows(ep, cfg),
+        "frames": frame_rows(ep, cfg),
+    }
