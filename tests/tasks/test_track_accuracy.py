@@ -14,10 +14,15 @@ UP_TO_LIFT = [s for s in STAGES if s[0] in ("decode", "track", "lift")]
 
 
 @pytest.fixture(scope="module")
-def scores(sim_corpus):
+def scores(tmp_path_factory):
+    """One static-camera episode of each of the five tasks, full length (54-97 frames)."""
+    from tasks.sim.generate import generate_corpus
+
+    corpus = tmp_path_factory.mktemp("accuracy")
+    generate_corpus(corpus, 5, ["pick-place", "drawer-open", "button-press", "push", "reach"], max_steps=120, seed=0)
     cfg = get_preset("sim")
     out = {}
-    for src in discover(str(sim_corpus), cfg):
+    for src in discover(str(corpus), cfg):
         ep = run_stages(src, cfg, UP_TO_LIFT)
         assert ep.status == "ok", ep.errors
         gt = load_ground_truth(src.uri)

@@ -1,0 +1,41 @@
+"""(d) The ingest deployment against a separately started Ray head, by address."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+
+import pytest
+
+from tests.deploy.conftest import episode_ids, expected_ids
+
+pytestmark = pytest.mark.slow
+
+_JOBS = """
+import json, sys, ray
+ray.init(address=sys.argv[1], log_to_driver=False)
+me = ray.get_runtime_context().get_job_id()
+jobs = [j for j in ray._private.state.jobs() if j["JobID"].hex() != me]
+print(json.dumps({"jobs": len(jobs), "dead": sum(bool(j["IsDead"]) for j in jobs), "cpus": ray.cluster_resources().get("CPU")}))
+"""
+
+
+def test_ingest_on_an_existing_ray_cluster(platform, ray_head, tmp_path):
+    api = platform.api
+    dep = api.deployment("ingest", "ingest")
+    dataset = tmp_path / "traces-ray"
+    t0 = time.monotonic()
+    run_id = api.run_deployment(dep["id"], {"dataset": str(dataset), "runner": "ray", "ray_address": ray_head})
+    run = api.wait_run(run_id)
+    took = time.monotonic() - t0
+    assert run["state_type"] == "COMPLETED", run["state"]
+    assert episode_ids(dataset) == expected_ids(p for p in platform.corpus.iterdir() if p.is_dir())
+
+    # the flow run was a driver (job) on that cluster, and it has finished
+    out = subprocess.run([sys.executable, "-c", _JOBS, ray_head], capture_output=True, text=True, timeout=120,
+                         env={**__import__("os").environ, "RAY_AUTH_MODE": "disabled"})
+    info = json.loads(out.stdout.strip().splitlines()[-1])
+    assert info["jobs"] >= 1 and info["dead"] >= 1 and info["cpus"] == 2.0
+    print(f"\n[ray] ingest of 2 episodes on the Ray head at {ray_head} (by address): {took:.1f} s trigger->Completed")
