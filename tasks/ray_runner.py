@@ -22,6 +22,16 @@ from tasks.types import EpisodeSource
 _WORKER_ENV = {"HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "OPENCV_NUM_THREADS": "1"}
 
 
+def _process_on_worker(src: EpisodeSource, cfg: IngestConfig, root: str) -> EpisodeResult:
+    """One episode per CPU: library thread pools would fight the other workers for cores."""
+    import cv2
+    import torch
+
+    cv2.setNumThreads(1)
+    torch.set_num_threads(1)
+    return process_episode(src, cfg, root)
+
+
 def ensure_ray(address: str | None = None, num_cpus: int | None = None) -> None:
     """Connect to `address` (e.g. "auto" inside a cluster) or start a local Ray without dashboard."""
     if ray.is_initialized():
@@ -45,7 +55,7 @@ def extract_on_ray(
 ) -> list[EpisodeResult]:
     """Process every source on Ray; results arrive (and `on_result` fires) as episodes finish."""
     ensure_ray(address, num_cpus)
-    remote = ray.remote(num_cpus=1, max_retries=1)(process_episode)
+    remote = ray.remote(num_cpus=1, max_retries=1)(_process_on_worker)
     limit = max_in_flight or max(2, int(ray.cluster_resources().get("CPU", 2)) * 2)
     cfg_ref = ray.put(cfg)
     pending: dict[ray.ObjectRef, EpisodeSource] = {}

@@ -1,4 +1,11 @@
-"""Convert one processed Episode into rows of the episodes / tracks / samples / frames tables."""
+"""Convert one processed Episode into rows of the episodes / tracks / samples / frames tables.
+
+Which tables an episode reaches depends on its status: every episode gets its `episodes` row
+(errors are data); "rejected" episodes (ran through, failed a quality check) keep their tracks and
+frames so the rejection can be inspected, but give no training samples; "failed" episodes give
+the `episodes` row only. Numbers are stored as float32; `frame` everywhere is the stored-frame
+index t (0..n_frames-1), `frame_index` maps it back to source frame numbers.
+"""
 
 from __future__ import annotations
 
@@ -23,6 +30,11 @@ def _fixed(values: np.ndarray, width: int, dtype=pa.float32()) -> pa.Array:
 
 def _ragged(child: pa.Array, offsets: np.ndarray) -> pa.Array:
     return pa.ListArray.from_arrays(pa.array(offsets, pa.int32()), child)
+
+
+def _or(values: np.ndarray | None, n: int, fill) -> np.ndarray:
+    """`values`, or `n` copies of `fill` for a stage that did not run (-1 cluster = unclustered)."""
+    return np.full(n, fill) if values is None else np.asarray(values)
 
 
 def episode_row(ep: Episode, cfg: IngestConfig) -> pa.Table:
@@ -64,18 +76,19 @@ def episode_row(ep: Episode, cfg: IngestConfig) -> pa.Table:
 def track_rows(ep: Episode) -> pa.Table:
     if ep.status == "failed" or ep.tracks_xyz is None:
         return S.TRACKS.empty_table()
-    N, T = ep.visible.shape
-    per_track = np.arange(0, N * T + 1, T)
+    N, T = ep.tracks_xyz.shape[:2]
+    visible = np.isfinite(ep.tracks_xyz).all(-1) if ep.visible is None else ep.visible
+    per_track = np.arange(N + 1) * T
     return pa.table(
         {
             "episode_id": pa.array([ep.source.episode_id] * N),
             "track_id": pa.array(np.arange(N, dtype=np.int32)),
-            "query_frame": pa.array(ep.query_frame.astype(np.int32)),
+            "query_frame": pa.array(_or(ep.query_frame, N, 0), pa.int32()),
             "query_uv": _fixed(ep.query_uv, 2),
             "xyz": _ragged(_fixed(ep.tracks_xyz.reshape(-1, 3), 3), per_track),
-            "visible": _ragged(pa.array(ep.visible.reshape(-1)), per_track),
-            "cluster_id": pa.array(ep.cluster_id.astype(np.int32)),
-            "is_moving": pa.array(np.zeros(N, bool) if ep.is_moving is None else ep.is_moving),
+            "visible": _ragged(pa.array(visible.reshape(-1), pa.bool_()), per_track),
+            "cluster_id": pa.array(_or(ep.cluster_id, N, -1), pa.int32()),
+            "is_moving": pa.array(_or(ep.is_moving, N, False), pa.bool_()),
         },
         schema=S.TRACKS,
     )
@@ -107,7 +120,9 @@ def sample_rows(ep: Episode, cfg: IngestConfig) -> pa.Table:
 
 
 def _png16_mm(depth: np.ndarray) -> bytes:
-    mm = np.nan_to_num(depth * 1000.0, nan=0.0, posinf=0.0).clip(0, 65535).astype(np.uint16)
+    """Depth (m) as a lossless 16-bit PNG of rounded millimetres; 0 = unknown (NaN, inf, <= 0)."""
+    mm = np.rint(np.nan_to_num(depth.astype(np.float64) * 1000.0, nan=0.0, posinf=0.0, neginf=0.0)).clip(0, 65535)
+    mm = mm.astype(np.uint16)
     return cv2.imencode(".png", mm)[1].tobytes()
 
 

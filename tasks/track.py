@@ -26,8 +26,9 @@ PATCH = 11
 FLAT_STD = 4.0  # grey levels: below this a patch is too flat for NCC
 
 
-def _lk(prev: np.ndarray, cur: np.ndarray, p0: np.ndarray, init: np.ndarray, cfg: TrackConfig):
-    """LK prev->cur from p0 (guess `init`), checked back cur->prev: (p1, ok, fb_error_px)."""
+def _lk(gray: np.ndarray, a: int, b: int, p0: np.ndarray, init: np.ndarray, cfg: TrackConfig):
+    """LK frame a -> b from p0 (guess `init`), checked back b -> a: (p1, ok, fb_error_px)."""
+    prev, cur = gray[a], gray[b]
     kw = dict(
         winSize=(cfg.window_px, cfg.window_px),
         maxLevel=cfg.pyramid_levels,
@@ -102,7 +103,7 @@ def _run(gray, depth, K, w2c, q, step, uv_q, X0, cfg: TrackConfig, uv, vis, flat
             proj = project(Xp, K, w2c[s])
             ok_proj = np.isfinite(proj).all(1) & (proj[:, 2] > 0) & inside_image(proj[:, :2], W, H)
             init = np.where(ok_proj[:, None], proj[:, :2], p[act])
-            p1, ok, fb = _lk(gray[prev], gray[s], p[act], init, cfg)
+            p1, ok, fb = _lk(gray, prev, s, p[act], init, cfg)
             X1 = lift_points(p1, depth[s], K, w2c[s])
             jump = np.linalg.norm(X1 - Xp, axis=1)
             good = ok & (fb < cfg.fb_max_px) & (jump < cfg.depth_jump_m) & inside_image(p1, W, H) & np.isfinite(jump)
@@ -129,23 +130,30 @@ def _run(gray, depth, K, w2c, q, step, uv_q, X0, cfg: TrackConfig, uv, vis, flat
             proj = project(X[rest], K, w2c[s])
             in_view = np.isfinite(proj).all(1) & (proj[:, 2] > 0) & inside_image(proj[:, :2], W, H)
             c, pc = rest[in_view], proj[in_view, :2]
-            if c.size:  # first by appearance: LK from the last sighting, near the carried guess
-                found, pf, Xf = _relocate(gray, depth, K, w2c, s, c, pc, X[c], p, last_frame, cfg)
-                found &= ~flat[c]
-                seen[c[found]] = True
-                p[c[found]], Xn[c[found]] = pf[found], Xf[found]
-                c, pc = c[~found], pc[~found]
-            if c.size:  # then by geometry: the surface is exactly where the carried point says
-                obs = lift_points(pc, depth[s], K, w2c[s])
-                near = np.linalg.norm(obs - X[c], axis=1) < cfg.reacquire_depth_m
-                c, pc, obs = c[near], pc[near], obs[near]
-                if c.size:
-                    back = (templates[c] * _patches(gray[s], pc)[0]).sum(1) > cfg.reacquire_ncc
-                    back |= ~textured[c]
-                    c = c[back]
-                    seen[c] = True
-                    p[c] = pc[back]
-                    Xn[c] = obs[back]
+            obs = lift_points(pc, depth[s], K, w2c[s])
+            gap = np.linalg.norm(obs - X[c], axis=1)
+            plausible = gap < cfg.depth_jump_m  # hidden points (surface far off the guess) are skipped
+            c, pc, obs, gap = c[plausible], pc[plausible], obs[plausible], gap[plausible]
+            tex = np.flatnonzero(~flat[c])
+            if tex.size:  # first by appearance: LK from the last sighting, near the carried guess
+                found, pf, Xf = _relocate(gray, depth, K, w2c, s, c[tex], pc[tex], X[c[tex]], p, last_frame, cfg)
+                hit = tex[found]
+                seen[c[hit]] = True
+                p[c[hit]], Xn[c[hit]] = pf[found], Xf[found]
+                other = np.ones(len(c), bool)
+                other[hit] = False
+                c, pc, obs, gap = c[other], pc[other], obs[other], gap[other]
+            near = gap < cfg.reacquire_depth_m  # then by geometry: the surface is where the carried point says
+            c, pc, obs = c[near], pc[near], obs[near]
+            if c.size:
+                back = ~textured[c]  # flat template: depth alone decides
+                if (~back).any():
+                    t = ~back
+                    back[t] = (templates[c[t]] * _patches(gray[s], pc[t])[0]).sum(1) > cfg.reacquire_ncc
+                c = c[back]
+                seen[c] = True
+                p[c] = pc[back]
+                Xn[c] = obs[back]
 
         cont = seen & (lost == 0)
         V[cont] = 0.5 * V[cont] + 0.5 * (Xn[cont] - X[cont])
@@ -170,7 +178,7 @@ def _relocate(gray, depth, K, w2c, s, c, guess_uv, guess_X, p, last_frame, cfg: 
     uv, X = guess_uv.copy(), np.full((len(c), 3), np.nan)
     for f in np.unique(last_frame[c]):
         m = np.flatnonzero(last_frame[c] == f)
-        p1, ok, fb = _lk(gray[f], gray[s], p[c[m]], guess_uv[m], cfg)
+        p1, ok, fb = _lk(gray, f, s, p[c[m]], guess_uv[m], cfg)
         X1 = lift_points(p1, depth[s], K, w2c[s])
         good = ok & (fb < cfg.fb_max_px) & (np.linalg.norm(X1 - guess_X[m], axis=1) < cfg.depth_jump_m)
         found[m[good]] = True
