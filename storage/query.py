@@ -24,7 +24,7 @@ def episodes(root: str, where: str | None = None, columns: list[str] | None = No
 
 
 def tracks_of(root: str, episode_id: str) -> pa.Table:
-    return _read(root, "tracks", f"episode_id = {_quote(episode_id)}")
+    return _read(root, "tracks", f"episode_id = {_quote(episode_id)}").sort_by("track_id")
 
 
 def samples_of(root: str, episode_id: str) -> pa.Table:
@@ -32,7 +32,10 @@ def samples_of(root: str, episode_id: str) -> pa.Table:
 
 
 def frame_jpeg(root: str, episode_id: str, frame: int) -> bytes:
+    """The stored JPEG of stored frame `frame` (blob columns are read lazily, one file slice)."""
     ds = open_table(root, "frames")
+    if ds is None:
+        raise FileNotFoundError(f"{root} has no 'frames' table yet (nothing ingested?)")
     hit = ds.to_table(columns=["frame"], filter=f"episode_id = {_quote(episode_id)} AND frame = {int(frame)}", with_row_id=True)
     if hit.num_rows == 0:
         raise KeyError(f"no frame {frame} of episode {episode_id}")
@@ -40,4 +43,5 @@ def frame_jpeg(root: str, episode_id: str, frame: int) -> bytes:
 
 
 def counts(root: str) -> dict[str, int]:
+    """Rows per existing table."""
     return {name: ds.count_rows() for name in TABLES if (ds := open_table(root, name)) is not None}

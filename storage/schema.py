@@ -92,7 +92,7 @@ FRAMES = pa.schema(
         pa.field("episode_id", pa.string(), nullable=False),
         pa.field("frame", pa.int32()),
         lance.blob_field("jpeg"),
-        lance.blob_field("depth_png16"),  # depth in millimetres, 16-bit PNG; null without depth
+        lance.blob_field("depth_png16"),  # 16-bit PNG of rounded mm (0 = unknown, caps at 65.535 m); null without depth
     ]
 )
 

@@ -25,10 +25,8 @@ _WORKER_ENV = {"HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "OPENCV_NUM_THREAD
 def _process_on_worker(src: EpisodeSource, cfg: IngestConfig, root: str) -> EpisodeResult:
     """One episode per CPU: library thread pools would fight the other workers for cores."""
     import cv2
-    import torch
 
     cv2.setNumThreads(1)
-    torch.set_num_threads(1)
     return process_episode(src, cfg, root)
 
 

@@ -38,6 +38,7 @@ def test_environments_isolate_home_and_carry_auth_and_database(tmp_path, monkeyp
     assert run["PREFECT_API_URL"] == "http://127.0.0.1:4321/api" and run["PREFECT_API_AUTH_STRING"] == "admin:pw"
     assert "PREFECT_SERVER_API_AUTH_STRING" not in run and run["PREFECT_RUNNER_POLL_FREQUENCY"] == "2"
     assert S.server_command(opts)[-4:] == ["--host", "127.0.0.1", "--port", "4321"]
+    assert srv["PREFECT_UI_API_URL"] == "http://127.0.0.1:4321/api" and srv["PREFECT_SERVER_API_PORT"] == "4321"
     # secrets never travel on a command line
     argv = " ".join(S.runner_command(opts))
     assert "admin:pw" not in argv and "asyncpg" not in argv
