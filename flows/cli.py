@@ -121,7 +121,10 @@ def demo(
         eid = ok[0]["episode_id"]
         console.print(f"\n>>> storage.query.samples_of({dataset!r}, {eid[:12]!r}...) -> frame 0 keypoints and futures")
         s = query.samples_of(dataset, eid)
-        console.print(f"{s.num_rows} sample frames; first frame has {len(s['keypoints_uv'][0])} moving keypoints")
+        row = s.slice(0, 1).to_pylist()[0]
+        console.print(f"{s.num_rows} sample frames; frame {row['frame']} has {len(row['keypoints_uv'])} moving keypoints")
+        fut = [tuple(round(x, 3) for x in p) for p, ok in zip(row["future"][0], row["future_valid"][0]) if ok]
+        console.print(f"keypoint 0 at {tuple(round(x, 1) for x in row['keypoints_uv'][0])} px; future (u px, v px, z m): {fut[:4]} ...")
     raise typer.Exit(code=0 if report.success else 1)
 
 

@@ -21,7 +21,7 @@ from storage.dataset import existing_episode_ids
 from storage.writer import commit, ensure_indexes
 from tasks.config import PRESETS, IngestConfig
 from tasks.discover import discover
-from tasks.ray_runner import extract_on_ray
+from tasks.ray_runner import ensure_ray, extract_on_ray
 from tasks.runner import TABLES, EpisodeResult, extract_sequential, schemas
 from tasks.types import EpisodeSource
 
@@ -43,8 +43,14 @@ def extract(
     ray_address: str | None,
     num_cpus: int | None,
     show_progress: bool,
-) -> list[EpisodeResult]:
-    """Run the stages for every episode; progress goes to the terminal and to a Prefect artifact."""
+) -> tuple[list[EpisodeResult], float]:
+    """Run the stages for every episode: (results, seconds of work once Ray is up).
+
+    Progress goes to the terminal and to a Prefect progress artifact.
+    """
+    if runner == "ray":
+        ensure_ray(ray_address, num_cpus)
+    t0 = time.perf_counter()
     artifact = create_progress_artifact(progress=0.0, description=f"episodes extracted into {dataset}")
     done = {"n": 0, "failed": 0}
     with Progress(
@@ -64,8 +70,10 @@ def extract(
             update_progress_artifact(artifact_id=artifact, progress=100.0 * done["n"] / max(1, len(todo)))
 
         if runner == "sequential":
-            return extract_sequential(todo, config, dataset, on_result)
-        return extract_on_ray(todo, config, dataset, address=ray_address, num_cpus=num_cpus, on_result=on_result)
+            results = extract_sequential(todo, config, dataset, on_result)
+        else:
+            results = extract_on_ray(todo, config, dataset, address=ray_address, num_cpus=num_cpus, on_result=on_result)
+    return results, time.perf_counter() - t0
 
 
 @task(name="commit", cache_policy=NO_CACHE)
@@ -120,12 +128,12 @@ def ingest(
     tag = f"ingest-{flow_run.id or uuid.uuid4()}"
     todo, found = discover_new(source, dataset, config)
     log.info("%d episodes found, %d new", found, len(todo))
+    results, seconds = extract(todo, dataset, config, runner, ray_address, num_cpus, show_progress) if todo else ([], 0.0)
     t0 = time.perf_counter()
-    results = extract(todo, dataset, config, runner, ray_address, num_cpus, show_progress) if todo else []
-    seconds = time.perf_counter() - t0
     versions = commit_all(dataset, results, config, tag) if results else {}
     if versions:
         index(dataset)
+    seconds += time.perf_counter() - t0
     report = summarize(results, dataset, tag, found, found - len(todo), seconds, versions)
     create_table_artifact(
         key="ingest-summary",

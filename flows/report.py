@@ -23,7 +23,7 @@ class IngestReport(BaseModel):
     frames: int = 0
     tracks: int = 0
     samples: int = 0
-    seconds: float = 0.0
+    seconds: float = 0.0  # extraction + commit + index, once Ray is up
     versions: dict[str, int] = {}
     stage_seconds: dict[str, float] = {}
     failures: list[Failure] = []
@@ -53,7 +53,7 @@ class IngestReport(BaseModel):
             ("frames", str(self.frames)),
             ("tracks", str(self.tracks)),
             ("samples (keypoint-frames)", str(self.samples)),
-            ("wall time", f"{self.seconds:.1f} s"),
+            ("time (extract + commit + index)", f"{self.seconds:.1f} s"),
             ("frames/s", f"{self.frames_per_s:.1f}"),
         ]
 

@@ -1,4 +1,9 @@
-"""A trace dataset is a root URI holding one Lance table per name: `<root>/<name>.lance`."""
+"""A trace dataset is a root URI holding one Lance table per name: `<root>/<name>.lance`.
+
+The root is a local directory today; anything Lance opens (`s3://...`, `gs://...`) works the same
+way, so nothing here assumes a filesystem beyond a cheap existence check for local paths. A table
+exists once its first commit lands: a directory holding only uncommitted fragments reads as absent.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +15,7 @@ from storage.schema import TABLES
 
 
 def table_uri(root: str, name: str) -> str:
+    """`<root>/<name>.lance`, keeping URI schemes intact."""
     return f"{str(root).rstrip('/')}/{name}.lance"
 
 
@@ -27,6 +33,7 @@ def open_table(root: str, name: str, version: int | str | None = None) -> lance.
 
 
 def existing_episode_ids(root: str) -> set[str]:
+    """Ids already committed (any status): a resumed ingest skips them, so nothing is written twice."""
     ds = open_table(root, "episodes")
     if ds is None:
         return set()

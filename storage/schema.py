@@ -42,7 +42,7 @@ EPISODES = pa.schema(
         pa.field("track_coverage", _f32),
         pa.field("n_tracks", pa.int32()),
         pa.field("n_moving", pa.int32()),
-        pa.field("n_samples", pa.int32()),
+        pa.field("n_samples", pa.int32()),  # (frame, keypoint) traces stored in `samples`
         pa.field("instruction", pa.string()),
         pa.field("task", pa.string()),
         pa.field("embodiment", pa.string()),

@@ -42,7 +42,8 @@ def episode_row(ep: Episode, cfg: IngestConfig) -> pa.Table:
     W, H = ep.image_size
     K = ep.K if ep.K is not None else np.full((3, 3), np.nan)
     w2c = ep.w2c if ep.w2c is not None else np.zeros((0, 4, 4))
-    n_samples = 0 if ep.samples is None else int(len(ep.samples.track_index))
+    stored = ep.status == "ok" and ep.samples is not None  # as in `sample_rows`
+    n_samples = int(len(ep.samples.track_index)) if stored else 0
     row = {
         "episode_id": [ep.source.episode_id],
         "source_uri": [ep.source.uri],
