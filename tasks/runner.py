@@ -107,7 +107,7 @@ def process_episode(src: EpisodeSource, cfg: IngestConfig, root: str) -> Episode
         errors=dict(ep.errors),
         n_frames=ep.n_frames,
         n_tracks=ep.n_tracks,
-        n_samples=0 if ep.samples is None else int(len(ep.samples.track_index)),
+        n_samples=0 if ep.samples is None or ep.status != "ok" else int(len(ep.samples.track_index)),
         timings=timings,
         fragments=frags,
     )
