@@ -8,7 +8,8 @@ VENV=${MU0_VENV:-.venv}
 PY=${PYTHON:-python3}
 
 need_apt=()
-for pkg in libusb-1.0-0 libegl1 libgl1 libegl-mesa0 libgles2; do
+# libusb: open3d; EGL/GL: MuJoCo offscreen rendering; chromium: browser tests of the Prefect UI
+for pkg in libusb-1.0-0 libegl1 libgl1 libegl-mesa0 libgles2 chromium chromium-driver; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need_apt+=("$pkg")
 done
 if [ ${#need_apt[@]} -gt 0 ]; then

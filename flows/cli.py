@@ -128,5 +128,10 @@ def demo(
     raise typer.Exit(code=0 if report.success else 1)
 
 
+from flows.serve import serve_cli  # noqa: E402  (light: no Prefect import until it runs)
+
+app.command("serve")(serve_cli)
+
+
 if __name__ == "__main__":
     app()

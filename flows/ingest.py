@@ -23,12 +23,17 @@ from tasks.config import PRESETS, IngestConfig
 from tasks.discover import discover
 from tasks.ray_runner import ensure_ray, extract_on_ray
 from tasks.runner import TABLES, EpisodeResult, extract_sequential, schemas
+from tasks.safety import check_source
 from tasks.types import EpisodeSource
 
 
 @task(name="discover", cache_policy=NO_CACHE)
 def discover_new(source: str, dataset: str, config: IngestConfig) -> tuple[list[EpisodeSource], int]:
-    """Episodes in `source` that the dataset does not hold yet (resume), and how many were found."""
+    """Episodes in `source` that the dataset does not hold yet (resume), and how many were found.
+
+    Sources outside MU0_SOURCE_ROOTS (when set) are refused before anything is read.
+    """
+    check_source(source)
     found = discover(source, config)
     have = existing_episode_ids(dataset)
     return [s for s in found if s.episode_id not in have], len(found)
