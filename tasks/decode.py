@@ -6,6 +6,7 @@ Every check names the file and the cause, so a bad input becomes a readable `fai
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import av
@@ -17,6 +18,7 @@ from tasks.errors import ConfigurationError, EpisodeInputError
 from tasks.types import Episode, EpisodeSource
 
 MAX_INVALID_DEPTH_FRACTION = 0.5
+DECODE_THREADS = int(os.environ.get("MU0_DECODE_THREADS", "0"))
 
 
 def subsample_stride(src_fps: float, target_fps: float | None) -> int:
@@ -37,6 +39,7 @@ def read_video(path: Path, cfg: DecodeConfig) -> tuple[np.ndarray, np.ndarray, f
                 raise EpisodeInputError(f"{path}: no video stream")
             stream = container.streams.video[0]
             stream.thread_type = "AUTO"
+            stream.thread_count = DECODE_THREADS  # 0 = FFmpeg decides; Ray workers ask for 1
             src_fps = float(stream.average_rate or stream.guessed_rate or 0.0)
             expected = int(stream.frames or 0)
             stride = subsample_stride(src_fps, cfg.target_fps)

@@ -20,6 +20,7 @@ os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
 os.environ.setdefault("MUJOCO_GL", "egl")
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+os.environ.setdefault("MU0_DECODE_THREADS", "1")  # stages alone run on one core, like one Ray worker
 
 import av  # noqa: E402
 import cv2  # noqa: E402
@@ -64,7 +65,7 @@ def flow_fps(corpus: Path, workers: int) -> tuple[float, int]:
     ray.shutdown()
     from tasks.ray_runner import ensure_ray
 
-    ensure_ray(num_cpus=workers)
+    ensure_ray(num_cpus=workers)  # includes starting and warming the workers: not timed
     root = Path(tempfile.mkdtemp(prefix="mu0-bench-"))
     t0 = time.perf_counter()
     report = ingest(str(corpus), str(root / "traces"), get_preset("sim"))
