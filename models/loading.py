@@ -1,0 +1,47 @@
+"""Loading weights without executing code from the file: safetensors, or torch.load(weights_only=True).
+
+torch.hub runs the repository's `hubconf.py`, so it is allowed only for repositories on an
+allowlist (by default the ones the pipeline names) or for a local directory the user points at.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+ALLOWED_HUB_REPOS = ("facebookresearch/co-tracker", "facebookresearch/dinov2")
+_PICKLE_SUFFIXES = {".pt", ".pth", ".bin", ".ckpt"}
+
+
+class UnsafeSourceError(ValueError):
+    """A checkpoint format or hub repository that could run arbitrary code."""
+
+
+def load_weights(path: str | Path) -> dict[str, torch.Tensor]:
+    """A state dict from `.safetensors`, or from a torch pickle restricted to tensors (weights_only)."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no such checkpoint")
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        return load_file(str(path))
+    if path.suffix in _PICKLE_SUFFIXES:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    raise UnsafeSourceError(f"{path}: unknown checkpoint format; use .safetensors (or a torch file with tensors only)")
+
+
+def hub_load(repo_or_dir: str, entry: str, *args: Any, allowed: tuple[str, ...] = ALLOWED_HUB_REPOS, **kwargs: Any):
+    """torch.hub.load from a local directory, or from an allowlisted GitHub repository ("owner/name[:ref]")."""
+    local = Path(repo_or_dir)
+    if local.is_dir():
+        return torch.hub.load(str(local), entry, *args, source="local", trust_repo=True, **kwargs)
+    repo = repo_or_dir.split(":", 1)[0]
+    if repo not in allowed:
+        raise UnsafeSourceError(
+            f"torch.hub repository {repo_or_dir!r} is not allowed (allowed: {', '.join(allowed)}); "
+            "clone it and pass the local directory to use it anyway"
+        )
+    return torch.hub.load(repo_or_dir, entry, *args, trust_repo=True, **kwargs)
