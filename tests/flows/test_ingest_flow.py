@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 
 import lance
@@ -103,3 +104,18 @@ def test_nothing_ingestible_is_not_success(prefect_harness, tmp_path):
     report = ingest(str(src), str(tmp_path / "traces"), get_preset("sim"), runner="sequential")
     assert report.failed == 1 and not report.success
     assert lance.dataset(str(tmp_path / "traces" / "episodes.lance")).count_rows() == 1
+
+
+def test_flow_posts_progress_and_summary_artifacts(prefect_harness, sim_corpus, tmp_path):
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+
+    one = sorted(p for p in sim_corpus.iterdir() if p.is_dir())[0]
+    state = ingest(str(one), str(tmp_path / "traces"), get_preset("sim"), runner="sequential", return_state=True)
+    run_id = state.state_details.flow_run_id
+    with get_client(sync_client=True) as client:
+        arts = client.read_artifacts(artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[run_id])))
+    kinds = {a.type: a for a in arts}
+    assert kinds["progress"].data == 100.0
+    rows = {r["item"]: r["value"] for r in json.loads(kinds["table"].data)}
+    assert rows["episodes ok"] == "1" and rows["episodes failed"] == "0"
