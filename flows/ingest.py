@@ -27,6 +27,9 @@ from tasks.safety import check_source
 from tasks.types import EpisodeSource
 
 
+PROGRESS_INTERVAL_S = 0.5  # least time between two updates of the progress artifact
+
+
 @task(name="discover", cache_policy=NO_CACHE)
 def discover_new(source: str, dataset: str, config: IngestConfig) -> tuple[list[EpisodeSource], int]:
     """Episodes in `source` that the dataset does not hold yet (resume), and how many were found.
@@ -57,7 +60,7 @@ def extract(
         ensure_ray(ray_address, num_cpus)
     t0 = time.perf_counter()
     artifact = create_progress_artifact(progress=0.0, description=f"episodes extracted into {dataset}")
-    done = {"n": 0, "failed": 0}
+    done = {"n": 0, "failed": 0, "reported": t0}
     with Progress(
         TextColumn("[bold]extract"),
         BarColumn(),
@@ -72,7 +75,12 @@ def extract(
             done["n"] += 1
             done["failed"] += res.status == "failed"
             bar.update(task_id, advance=1, note=f"{done['failed']} failed" if done["failed"] else "")
-            update_progress_artifact(artifact_id=artifact, progress=100.0 * done["n"] / max(1, len(todo)))
+            # One API call per episode competes with the workers for the driver's CPU: report at most
+            # every PROGRESS_INTERVAL_S, and always the final 100%.
+            now = time.perf_counter()
+            if done["n"] == len(todo) or now - done["reported"] >= PROGRESS_INTERVAL_S:
+                done["reported"] = now
+                update_progress_artifact(artifact_id=artifact, progress=100.0 * done["n"] / max(1, len(todo)))
 
         if runner == "sequential":
             results = extract_sequential(todo, config, dataset, on_result)

@@ -9,6 +9,8 @@ from __future__ import annotations
 import glob
 import hashlib
 import json
+import os
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from tasks.config import IngestConfig
@@ -16,7 +18,7 @@ from tasks.types import EpisodeSource
 
 VIDEO_SUFFIXES = {".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v"}
 MANIFEST_SUFFIXES = {".txt", ".list", ".manifest", ".jsonl"}
-_HASH_CHUNK = 1 << 20
+_HASH_CHUNK = 4 << 20
 
 
 class SourceError(ValueError):
@@ -78,12 +80,14 @@ def resolve_paths(source: str) -> list[Path]:
 def content_hash(path: Path, extra: str = "") -> str:
     """sha256 over a file, or over a directory's relative file names and bytes, plus `extra`."""
     h = hashlib.sha256()
+    buf = bytearray(_HASH_CHUNK)  # one reused buffer: no allocation per chunk
+    view = memoryview(buf)
     files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
     for f in files:
         h.update(str(f.relative_to(path) if path.is_dir() else f.name).encode())
-        with open(f, "rb") as fh:
-            while chunk := fh.read(_HASH_CHUNK):
-                h.update(chunk)
+        with open(f, "rb", buffering=0) as fh:
+            while n := fh.readinto(buf):
+                h.update(view[:n])
     h.update(extra.encode())
     return h.hexdigest()
 
@@ -91,13 +95,17 @@ def content_hash(path: Path, extra: str = "") -> str:
 def discover(source: str, cfg: IngestConfig) -> list[EpisodeSource]:
     """EpisodeSource rows for everything in `source`."""
     key = cfg.extraction_key()
+    paths = resolve_paths(source)
+    # sha256 releases the GIL on large updates: hash several episodes at once (I/O and CPU bound).
+    with ThreadPoolExecutor(max_workers=max(1, min(len(paths), os.cpu_count() or 1, 8))) as pool:
+        ids = list(pool.map(lambda p: content_hash(p, key), paths))
     return [
         EpisodeSource(
             uri=str(p),
-            episode_id=content_hash(p, key),
+            episode_id=episode_id,
             corpus=cfg.corpus,
             preset=cfg.preset,
             kind="dir" if p.is_dir() else "video",
         )
-        for p in resolve_paths(source)
+        for p, episode_id in zip(paths, ids)
     ]

@@ -22,15 +22,15 @@ def filter_depth_edges(depth: np.ndarray, rel_jump: float, kernel_px: int, max_d
     can no longer blend them with the background.
     """
     out = np.array(depth, dtype=np.float32, copy=True)
-    out[~(out <= max_depth_m)] = np.nan
     k = np.ones((kernel_px, kernel_px), np.uint8)
-    for t in range(out.shape[0]):
-        d = out[t]
-        bad = ~np.isfinite(d)
-        lo = cv2.erode(np.where(bad, np.inf, d), k)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            far_side = (d - lo) / d > rel_jump  # background next to a nearer surface: mixes when sampled
-        d[far_side] = np.nan
+    with np.errstate(invalid="ignore", divide="ignore"):
+        for t in range(out.shape[0]):  # frame by frame: each frame's passes stay in cache
+            d = out[t]
+            d[~(d <= max_depth_m)] = np.nan
+            lo = cv2.erode(np.where(np.isfinite(d), d, np.float32(np.inf)), k)
+            lo -= d
+            lo /= d  # = -(d - lo) / d, exactly
+            d[lo < -rel_jump] = np.nan  # background next to a nearer surface: mixes when sampled
     return out
 
 

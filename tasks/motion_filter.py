@@ -28,15 +28,30 @@ def first_visible(valid: np.ndarray, window: int) -> tuple[np.ndarray, np.ndarra
 def max_pairwise_distance(pts: np.ndarray, mask: np.ndarray) -> np.ndarray:
     """(N,) largest distance between two masked points of each row of pts (N, W, D); 0 if < 2 points.
 
-    A loop over W keeps memory at N*W (pdist per track would be a Python loop over tracks).
+    A loop over W keeps memory at N*W (pdist per track would be a Python loop over tracks). Each
+    step compares point i with the later points only (distances are symmetric), on (W, N)
+    coordinate planes so every operation runs over contiguous rows; the squared distance is summed
+    left to right like `np.linalg.norm`, and the square root is taken once, of the maximum
+    (sqrt is monotonic), so the result equals the norm of the farthest pair.
     """
     N, W = mask.shape
     best = np.zeros(N)
-    for i in range(W):
-        d = np.linalg.norm(pts[:, i : i + 1] - pts, axis=-1)  # (N, W)
-        d = np.where(mask & mask[:, i : i + 1], d, 0.0)
-        best = np.maximum(best, d.max(1))
-    return best
+    planes = [np.ascontiguousarray(np.moveaxis(pts[..., c], 0, 1), dtype=np.float64) for c in range(pts.shape[-1])]
+    m = np.ascontiguousarray(mask.T)
+    for i in range(W - 1):
+        sq = None
+        for p in planes:
+            d = p[i + 1 :] - p[i]
+            d *= d
+            if sq is None:
+                sq = d
+            else:
+                sq += d
+        if sq is None:
+            break
+        sq[~(m[i + 1 :] & m[i])] = 0.0
+        np.maximum(best, sq.max(0), out=best)
+    return np.sqrt(best)
 
 
 def is_moving(

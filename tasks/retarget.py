@@ -26,6 +26,8 @@ def robust_segment_speed(lengths: np.ndarray, ok: np.ndarray, top_frac: float) -
     count = np.maximum(1, np.ceil(top_frac * n_valid).astype(np.int64))
     c_max = int(min(count.max(), lengths.shape[0]))
     filled = np.where(ok, lengths, -1.0)  # invalid sorts below every real length (>= 0)
+    if c_max == 1:  # the common case (fewer than 1/top_frac valid tracks): the largest is the pick
+        return np.where(n_valid > 0, filled.max(0) / count, 0.0)
     top = -np.partition(-filled, c_max - 1, axis=0)[:c_max]  # the c_max largest, unordered
     top = -np.sort(-top, axis=0)  # descending
     csum = np.cumsum(top, axis=0)
@@ -54,6 +56,14 @@ def arc_time(cum: np.ndarray, targets: np.ndarray) -> tuple[np.ndarray, np.ndarr
     return np.where(inside, tau, 0.0), inside
 
 
+def finite_points(x: np.ndarray) -> np.ndarray:
+    """(N, S) True where all 3 coordinates of x (N, S, 3) are finite.
+
+    Same as `np.isfinite(x).all(-1)`, which reduces over a length-3 axis about 10x slower.
+    """
+    return np.isfinite(x[..., 0]) & np.isfinite(x[..., 1]) & np.isfinite(x[..., 2])
+
+
 def retarget(
     traj: np.ndarray, valid: np.ndarray, width: int, height: int, cfg: RetargetConfig, length: int
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -73,22 +83,29 @@ def retarget(
     """
     traj = np.asarray(traj, dtype=np.float64)
     N, S = traj.shape[:2]
-    valid = np.asarray(valid, bool) & np.isfinite(traj).all(-1)
+    valid = np.asarray(valid, bool) & finite_points(traj)
     out = np.full((N, length, 3), np.nan)
     out_valid = np.zeros((N, length), bool)
     if N == 0 or S == 0 or length == 0:
         return out, out_valid
     scale = np.array([width, height, 1.0])
-    norm = np.where(valid[..., None], traj, 0.0) / scale
-    seg = np.linalg.norm(np.diff(norm, axis=1), axis=-1)  # (N, S-1)
+    clean = np.where(valid[..., None], traj, 0.0)
+    sq = np.diff(clean / scale, axis=1)
+    sq *= sq
+    # (N, S-1) Euclidean lengths, summed left to right exactly like np.linalg.norm(..., axis=-1)
+    seg = np.sqrt((sq[..., 0] + sq[..., 1]) + sq[..., 2])
     speed = robust_segment_speed(seg, valid[:, 1:] & valid[:, :-1], cfg.top_frac)
     cum = np.concatenate([[0.0], np.cumsum(speed)])
     tau, inside = arc_time(cum, cfg.step * np.arange(length))
-    k0 = np.floor(tau).astype(np.int64)
+    # The targets increase, so `inside` is a prefix: only its m samples can be valid. Interpolating
+    # just those (typically a few of `length`) keeps the cost independent of the padding.
+    m = int(np.count_nonzero(inside))
+    k0 = np.floor(tau[:m]).astype(np.int64)
     k1 = np.minimum(k0 + 1, S - 1)
-    a = tau - k0  # (length,)
-    clean = np.where(valid[..., None], traj, 0.0)
-    vals = clean[:, k0] + a[None, :, None] * (clean[:, k1] - clean[:, k0])
-    ok = inside[None] & valid[:, k0] & (valid[:, k1] | (a == 0)[None])
-    out[ok] = vals[ok]
-    return out, ok
+    a = tau[:m] - k0  # (m,)
+    c0 = clean[:, k0]
+    vals = c0 + a[None, :, None] * (clean[:, k1] - c0)
+    ok = valid[:, k0] & (valid[:, k1] | (a == 0)[None])
+    out[:, :m][ok] = vals[ok]
+    out_valid[:, :m] = ok
+    return out, out_valid

@@ -16,8 +16,8 @@ import numpy as np
 
 from tasks.config import RetargetConfig
 from tasks.geometry import inside_image
-from tasks.reproject import uvz_through, uvz_valid
-from tasks.retarget import retarget
+from tasks.reproject import uvz_through
+from tasks.retarget import finite_points, retarget
 from tasks.types import Episode, Samples
 
 
@@ -48,7 +48,7 @@ def frame_samples(
     """
     width, height = ep.image_size
     uvz = uvz_through(t, xyz[idx], ep.K, ep.w2c)  # (n, T, 3)
-    ok = known[idx] & uvz_valid(uvz)
+    ok = known[idx] & finite_points(uvz) & (uvz[..., 2] > 0)  # = uvz_valid(uvz)
     onscreen = ok[:, t] & inside_image(uvz[:, t, :2], width, height)
     idx, uvz, ok = idx[onscreen], uvz[onscreen], ok[onscreen]
     if idx.size == 0:
@@ -74,7 +74,7 @@ def build_samples(ep: Episode, cfg: RetargetConfig) -> Episode:
     if ep.is_moving is None:
         raise ValueError("build_samples needs is_moving: run filter_tracks first")
     xyz = np.asarray(ep.tracks_xyz, np.float64)
-    known = np.asarray(ep.visible, bool) & np.isfinite(xyz).all(-1)
+    known = np.asarray(ep.visible, bool) & finite_points(xyz)
     moving = np.flatnonzero(ep.is_moving)
     n_tracks, T = known.shape
     cluster = ep.cluster_id if ep.cluster_id is not None else np.full(n_tracks, -1)
