@@ -14,12 +14,10 @@ Binding to anything but loopback requires an auth string (PREFECT_SERVER_API_AUT
 from __future__ import annotations
 
 import base64
-import contextlib
 import importlib
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -31,6 +29,8 @@ from typing import Any, Optional
 
 import typer
 import yaml
+
+from flows.processes import alive, group_alive, port_free, spawn, stop_group
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 PREFECT_YAML = PROJECT_ROOT / "deploy" / "prefect.yaml"
@@ -225,17 +225,6 @@ def check_exposure(opts: ServeOptions) -> None:
         )
 
 
-def port_free(host: str, port: int) -> bool:
-    """Nobody listens on host:port (connections in TIME_WAIT do not count, as for the server itself)."""
-    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind((host, port))
-        except OSError:
-            return False
-    return True
-
-
 def auth_header(auth_string: str | None) -> dict[str, str]:
     return {"Authorization": "Basic " + base64.b64encode(auth_string.encode()).decode()} if auth_string else {}
 
@@ -268,89 +257,6 @@ def wait_healthy(opts: ServeOptions, proc: subprocess.Popen, log: Path) -> float
     raise ServeError(f"prefect server not healthy after {opts.startup_timeout:.0f} s; {log}:\n{_log_tail(log)}")
 
 
-def _alive(pid: int | None) -> bool:
-    """True while `pid` runs; an exited process its parent has not reaped yet (a zombie) counts as gone."""
-    if not pid:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except (OSError, IndexError):
-        return True
-
-
-def _group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def _descendants(pid: int) -> list:
-    try:
-        import psutil
-
-        return psutil.Process(pid).children(recursive=True)
-    except Exception:  # psutil missing or the process is gone
-        return []
-
-
-def _wait_group_gone(pgid: int, wait: float) -> bool:
-    deadline = time.monotonic() + wait
-    while True:
-        try:  # reap our own child so it does not linger as a zombie that still "exists"
-            os.waitpid(pgid, os.WNOHANG)
-        except ChildProcessError:
-            pass
-        if not _group_alive(pgid):
-            return True
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.2)
-
-
-def stop_group(pgid: int, first: signal.Signals = signal.SIGTERM, grace: float = 10.0) -> None:
-    """Signal a process group, wait up to `grace`, then SIGKILL what is left of it.
-
-    Descendants that moved to their own session (Prefect starts flow runs that way) are found
-    beforehand and get the same treatment, so no flow run or local Ray outlives the platform.
-    """
-    strays = _descendants(pgid)
-    for sig, wait in ((first, grace), (signal.SIGKILL, 5.0)):
-        try:
-            os.killpg(pgid, sig)
-        except ProcessLookupError:
-            break
-        if _wait_group_gone(pgid, wait):
-            break
-    alive = [p for p in strays if p.is_running()]
-    if alive:
-        import psutil
-
-        for p in alive:
-            with contextlib.suppress(psutil.Error):
-                p.terminate()
-        _, left = psutil.wait_procs(alive, timeout=5.0)
-        for p in left:
-            with contextlib.suppress(psutil.Error):
-                p.kill()
-
-
-def _spawn(cmd: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
-    log.parent.mkdir(parents=True, exist_ok=True)
-    with open(log, "ab") as fh:
-        return subprocess.Popen(cmd, env=env, stdout=fh, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                start_new_session=True)
-
-
 def read_state(home: Path) -> dict[str, Any] | None:
     try:
         return json.loads((Path(home) / PID_FILE).read_text())
@@ -363,7 +269,7 @@ def serve(opts: ServeOptions, echo=print) -> int:
     check_exposure(opts)
     opts.home = Path(opts.home).expanduser().resolve()
     state = read_state(opts.home)
-    if state and _alive(state.get("supervisor")):
+    if state and alive(state.get("supervisor")):
         raise ServeError(f"already running (pid {state['supervisor']}, {state['ui_url']}); stop it with: mu0 serve --stop")
     if not port_free(opts.host, opts.port):
         raise ServeError(f"port {opts.port} on {opts.host} is in use; pick another with --port")
@@ -378,10 +284,10 @@ def serve(opts: ServeOptions, echo=print) -> int:
     server = runner = None
     try:
         t0 = time.monotonic()
-        server = _spawn(server_command(opts), server_env(opts), logs / "server.log")
+        server = spawn(server_command(opts), server_env(opts), logs / "server.log")
         took = wait_healthy(opts, server, logs / "server.log")
         echo(f"prefect server healthy after {took:.1f} s: UI {opts.url}  API {opts.api_url}")
-        runner = _spawn(runner_command(opts), runner_env(opts), logs / "runner.log")
+        runner = spawn(runner_command(opts), runner_env(opts), logs / "runner.log")
         state = {
             "supervisor": os.getpid(), "server": server.pid, "runner": runner.pid, "home": str(opts.home),
             "api_url": opts.api_url, "ui_url": opts.url, "started_at": time.time(), "startup_s": time.monotonic() - t0,
@@ -418,16 +324,16 @@ def stop(home: Path | None = None, timeout: float = 40.0, echo=print) -> bool:
         echo(f"nothing running from {home} (no {PID_FILE})")
         return False
     sup = state.get("supervisor")
-    if _alive(sup):
+    if alive(sup):
         os.kill(sup, signal.SIGTERM)
         deadline = time.monotonic() + timeout
-        while _alive(sup) and time.monotonic() < deadline:
+        while alive(sup) and time.monotonic() < deadline:
             time.sleep(0.2)
     for name in ("runner", "server"):  # the supervisor normally did this; a crashed one did not
         pid = state.get(name)
-        if pid and _group_alive(pid):
+        if pid and group_alive(pid):
             stop_group(pid, signal.SIGTERM, grace=5.0)
-    if _alive(sup):
+    if alive(sup):
         os.kill(sup, signal.SIGKILL)
     (home / PID_FILE).unlink(missing_ok=True)
     echo(f"stopped (was pid {sup}, {state.get('ui_url')})")

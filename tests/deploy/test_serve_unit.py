@@ -12,6 +12,7 @@ import time
 import pytest
 from typer.testing import CliRunner
 
+from flows import processes as P
 from flows import serve as S
 
 
@@ -74,10 +75,10 @@ def test_stop_group_ends_the_group_and_children_in_their_own_session():
     proc = subprocess.Popen([sys.executable, "-c", code], start_new_session=True, stdout=subprocess.PIPE)
     assert proc.stdout.readline().strip() == b"up"
     time.sleep(0.2)
-    stray = S._descendants(proc.pid)
+    stray = P.descendants(proc.pid)
     assert len(stray) == 1
     t0 = time.monotonic()
-    S.stop_group(proc.pid, signal.SIGINT, grace=0.5)
+    P.stop_group(proc.pid, signal.SIGINT, grace=0.5)
     assert time.monotonic() - t0 < 10
     proc.wait(timeout=5)  # already reaped by stop_group
     assert not stray[0].is_running()
@@ -95,8 +96,8 @@ def test_cli_help_and_bad_param():
 def test_an_exited_unreaped_supervisor_counts_as_stopped():
     proc = subprocess.Popen([sys.executable, "-c", "pass"])
     deadline = time.monotonic() + 10
-    while S._alive(proc.pid) and time.monotonic() < deadline:
+    while P.alive(proc.pid) and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert not S._alive(proc.pid)  # a zombie until we wait() below
+    assert not P.alive(proc.pid)  # a zombie until we wait() below
     proc.wait()
-    assert not S._alive(proc.pid) and S._alive(os.getpid())
+    assert not P.alive(proc.pid) and P.alive(os.getpid())
