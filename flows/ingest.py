@@ -6,6 +6,7 @@ Ray's job inside `extract`.
 
 from __future__ import annotations
 
+import contextlib
 import time
 import uuid
 from typing import Literal
@@ -13,6 +14,7 @@ from typing import Literal
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_progress_artifact, create_table_artifact, update_progress_artifact
 from prefect.cache_policies import NO_CACHE
+from prefect.concurrency.sync import concurrency
 from prefect.runtime import flow_run
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -28,6 +30,12 @@ from tasks.types import EpisodeSource
 
 
 PROGRESS_INTERVAL_S = 0.5  # least time between two updates of the progress artifact
+GPU_LIMIT = "gpu"  # global concurrency limit: each GPU-heavy run holds one slot (`mu0 serve --gpus N`)
+
+
+def gpu_guard(config: IngestConfig):
+    """Hold a slot of the global GPU limit while extracting with GPU backends (a no-op on CPU)."""
+    return concurrency(GPU_LIMIT, occupy=1) if config.gpus_per_episode > 0 else contextlib.nullcontext()
 
 
 @task(name="discover", cache_policy=NO_CACHE)
@@ -58,6 +66,12 @@ def extract(
     """
     if runner == "ray":
         ensure_ray(ray_address, num_cpus)
+    with gpu_guard(config):
+        return _extract(todo, dataset, config, runner, ray_address, num_cpus, show_progress)
+
+
+def _extract(todo, dataset, config, runner, ray_address, num_cpus, show_progress) -> tuple[list[EpisodeResult], float]:
+    """The body of `extract`, timed from here: Ray start-up and waiting for a GPU slot do not count."""
     t0 = time.perf_counter()
     artifact = create_progress_artifact(progress=0.0, description=f"episodes extracted into {dataset}")
     done = {"n": 0, "failed": 0, "reported": t0}

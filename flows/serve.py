@@ -59,6 +59,7 @@ class ServeOptions:
     interval: float | None = None  # overrides the inbox deployment's schedule (seconds)
     parameters: dict[str, Any] = field(default_factory=dict)  # more overrides for every deployment
     poll_seconds: float = 5.0  # PREFECT_RUNNER_POLL_FREQUENCY
+    gpus: int = 1  # slots of the global "gpu" concurrency limit that GPU-heavy runs share
     startup_timeout: float = 90.0
 
     @property
@@ -154,7 +155,11 @@ def run_deployments(options_json: str) -> None:
     """Child process: register the deployments and execute their runs until interrupted."""
     from prefect import serve as prefect_serve
 
+    from prefect.client.orchestration import get_client
+
     opts = _options_from_json(options_json)
+    with get_client(sync_client=True) as client:  # GPU-heavy runs queue on this limit (flows/ingest.py)
+        client.upsert_global_concurrency_limit_by_name("gpu", max(opts.gpus, 0))
     deployments = build_deployments(apply_overrides(load_specs(opts.prefect_yaml), opts), opts.parameters)
     prefect_serve(*deployments)
 
@@ -360,6 +365,7 @@ def serve_cli(
     interval: Optional[float] = typer.Option(None, min=1, help="inbox schedule interval in seconds"),
     param: list[str] = typer.Option([], help="KEY=JSON default parameter for every deployment that has KEY (repeatable)"),
     poll_seconds: float = typer.Option(5.0, min=1, help="how often the runner looks for runs to start"),
+    gpus: int = typer.Option(1, min=0, help="GPU-heavy runs allowed at once (global concurrency limit 'gpu')"),
     stop_: bool = typer.Option(False, "--stop", help="stop the platform running from HOME and exit"),
 ):
     """Start a Prefect server on 127.0.0.1 and execute the deployments of deploy/prefect.yaml."""
@@ -376,7 +382,7 @@ def serve_cli(
             params[key] = value
     opts = ServeOptions(home=home, host=host, port=port, database_url=database_url, auth_string=auth_string,
                         prefect_yaml=prefect_yaml, inbox=inbox, dataset=dataset, interval=interval,
-                        parameters=params, poll_seconds=poll_seconds)
+                        parameters=params, poll_seconds=poll_seconds, gpus=gpus)
     try:
         code = serve(opts, echo=typer.echo)
     except ServeError as exc:

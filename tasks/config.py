@@ -92,10 +92,14 @@ class IngestConfig(_Frozen):
     filter: FilterConfig = FilterConfig()
     retarget: RetargetConfig = RetargetConfig()
     jpeg_quality: int = Field(90, ge=10, le=100, description="quality of the stored frames")
+    gpus_per_episode: float = Field(
+        0.0, ge=0, description="GPUs each episode's Ray task reserves (model backends); > 0 also takes a slot "
+        "of the global 'gpu' concurrency limit for the run"
+    )
 
     def extraction_key(self) -> str:
-        """The settings that change extracted data (part of the episode id)."""
-        return self.model_dump_json(exclude={"corpus"})
+        """The settings that change extracted data (part of the episode id); labels and resources do not."""
+        return self.model_dump_json(exclude={"corpus", "gpus_per_episode"})
 
 
 PRESETS: dict[str, IngestConfig] = {

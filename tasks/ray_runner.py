@@ -58,6 +58,19 @@ def _warm_up() -> None:
     import tasks.runner  # noqa: F401
 
 
+class NoGPUError(RuntimeError):
+    """The config reserves GPUs per episode but the Ray cluster has too few: tasks would wait forever."""
+
+
+def check_gpus(per_episode: float) -> None:
+    have = ray.cluster_resources().get("GPU", 0.0)
+    if per_episode > have:
+        raise NoGPUError(
+            f"the config reserves {per_episode:g} GPU per episode but the Ray cluster has {have:g}; "
+            "connect to a cluster with GPUs (--ray-address) or set gpus_per_episode to 0"
+        )
+
+
 def extract_on_ray(
     sources: list[EpisodeSource],
     cfg: IngestConfig,
@@ -69,7 +82,8 @@ def extract_on_ray(
 ) -> list[EpisodeResult]:
     """Process every source on Ray; results arrive (and `on_result` fires) as episodes finish."""
     ensure_ray(address, num_cpus)
-    remote = ray.remote(num_cpus=1, max_retries=1)(_process_on_worker)
+    check_gpus(cfg.gpus_per_episode)
+    remote = ray.remote(num_cpus=1, num_gpus=cfg.gpus_per_episode, max_retries=1)(_process_on_worker)
     limit = max_in_flight or max(2, int(ray.cluster_resources().get("CPU", 2)) * 2)
     cfg_ref = ray.put(cfg)
     pending: dict[ray.ObjectRef, EpisodeSource] = {}
