@@ -40,11 +40,16 @@ def lift_points(uv: np.ndarray, depth_t: np.ndarray, K: np.ndarray, w2c_t: np.nd
     return unproject(uv, z, K, w2c_t)
 
 
-def lift(ep: Episode, cfg: LiftConfig, clean_depth: np.ndarray | None = None) -> Episode:
+def clean_depth(ep: Episode, cfg: LiftConfig) -> np.ndarray:
+    """The episode's edge-filtered depth, computed once."""
+    if ep.clean_depth is not None:
+        return ep.clean_depth
+    return filter_depth_edges(ep.depth, cfg.edge_rel_jump, cfg.edge_kernel_px, cfg.max_depth_m)
+
+
+def lift(ep: Episode, cfg: LiftConfig) -> Episode:
     """tracks_xyz (N,T,3) from tracks_uv where visible; NaN elsewhere (unknown, never guessed)."""
-    depth = clean_depth
-    if depth is None:
-        depth = filter_depth_edges(ep.depth, cfg.edge_rel_jump, cfg.edge_kernel_px, cfg.max_depth_m)
+    depth = clean_depth(ep, cfg)
     N, T = ep.visible.shape
     xyz = np.full((N, T, 3), np.nan, dtype=np.float32)
     for t in range(T):
@@ -52,4 +57,4 @@ def lift(ep: Episode, cfg: LiftConfig, clean_depth: np.ndarray | None = None) ->
         if idx.size:
             xyz[idx, t] = lift_points(ep.tracks_uv[idx, t], depth[t], ep.K, ep.w2c[t])
     visible = ep.visible & np.isfinite(xyz).all(-1)
-    return ep.replace(tracks_xyz=xyz, visible=visible)
+    return ep.replace(tracks_xyz=xyz, visible=visible, clean_depth=None)  # not needed past this stage

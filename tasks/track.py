@@ -18,7 +18,7 @@ from scipy.spatial import cKDTree
 from tasks.config import IngestConfig, TrackConfig
 from tasks.geometry import inside_image, project
 from tasks.keypoints import propose, uncovered_mask
-from tasks.lift import filter_depth_edges, lift_points
+from tasks.lift import clean_depth, lift_points
 from tasks.rigid import carry
 from tasks.types import Episode
 
@@ -192,7 +192,7 @@ def track(ep: Episode, cfg: IngestConfig) -> Episode:
     W, H = ep.image_size
     kcfg, tcfg = cfg.keypoints, cfg.track
     gray = np.stack([cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) for f in ep.frames])
-    depth = filter_depth_edges(ep.depth, cfg.lift.edge_rel_jump, cfg.lift.edge_kernel_px, cfg.lift.max_depth_m)
+    depth = clean_depth(ep, cfg.lift)
     all_uv, all_vis, q_frame, q_uv, all_flat = [], [], [], [], []
     budget = kcfg.max_points
     for q in range(0, T, kcfg.reseed_every):
@@ -220,6 +220,7 @@ def track(ep: Episode, cfg: IngestConfig) -> Episode:
     qf, quv = np.concatenate(q_frame), np.concatenate(q_uv).astype(np.float32)
     keep = ~flat | ~_near_motion(uv, vis, flat, qf, depth, ep.K, ep.w2c, tcfg)
     return ep.replace(
+        clean_depth=depth,
         query_frame=qf[keep],
         query_uv=quv[keep],
         tracks_uv=uv[keep],

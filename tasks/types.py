@@ -62,6 +62,7 @@ class Episode:
     frame_index: np.ndarray | None = None  # (T,) int32 source frame number of each stored frame
     fps: float = 0.0  # of the stored (subsampled) frames
     depth: np.ndarray | None = None  # (T, H, W) float32 meters, NaN/0 = unknown
+    clean_depth: np.ndarray | None = None  # depth after the edge filter; made once, shared by track and lift
     K: np.ndarray | None = None  # (3, 3) float64 pixels of the stored resolution
     w2c: np.ndarray | None = None  # (T, 4, 4) float64 world -> camera (OpenCV)
     depth_source: str = ""
