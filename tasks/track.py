@@ -1,12 +1,14 @@
 """Stages 2-3 (classical backend): progressive, depth-aware Lucas-Kanade point tracking.
 
 Plain forward-backward LK marks points visible after they slide off flat surfaces or across
-occlusions. Each step here must also agree in 3D: the lifted point has to land within
-`depth_jump_m` of where the track's own world motion predicts it. A lost track is re-acquired
-when its predicted world point is back in view at the right depth and looks like it did when it
-was last seen (static points wait as long as needed; moving ones `max_gap_frames`). Every
-`reseed_every` frames new queries are seeded in grid cells no visible track covers, and every
-query is tracked forwards and backwards so each track spans the whole episode.
+occlusions. Here each LK step must also agree in 3D: the lifted point has to land within
+`depth_jump_m` of where the track's own world motion predicts it. A point LK loses is carried with
+the rigid motion of nearby points that were moving like it (tasks/rigid.py) and counts as seen
+again when LK from its last sighting finds it near that guess, or when the observed surface is
+within `reacquire_depth_m` of it and it still looks the same; after `max_gap_frames` unseen it is
+dropped. Every `reseed_every` frames new queries are seeded in grid cells no visible track covers,
+and every query is tracked forwards and backwards. Points on flat texture are followed only as
+static world points (their image motion is unobservable) and are dropped near moving textured ones.
 """
 
 from __future__ import annotations
