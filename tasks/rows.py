@@ -42,8 +42,6 @@ def episode_row(ep: Episode, cfg: IngestConfig) -> pa.Table:
     W, H = ep.image_size
     K = ep.K if ep.K is not None else np.full((3, 3), np.nan)
     w2c = ep.w2c if ep.w2c is not None else np.zeros((0, 4, 4))
-    stored = ep.status == "ok" and ep.samples is not None  # as in `sample_rows`
-    n_samples = int(len(ep.samples.track_index)) if stored else 0
     row = {
         "episode_id": [ep.source.episode_id],
         "source_uri": [ep.source.uri],
@@ -63,7 +61,7 @@ def episode_row(ep: Episode, cfg: IngestConfig) -> pa.Table:
         "track_coverage": [float(ep.track_coverage)],
         "n_tracks": [ep.n_tracks],
         "n_moving": [0 if ep.is_moving is None else int(ep.is_moving.sum())],
-        "n_samples": [n_samples],
+        "n_samples": [ep.n_samples],
         "instruction": [str(ep.meta.get("instruction", ""))],
         "task": [str(ep.meta.get("task", ""))],
         "embodiment": [str(ep.meta.get("embodiment", ""))],

@@ -81,6 +81,20 @@ class EpisodeResult:
     timings: dict[str, float] = field(default_factory=dict)
     fragments: dict[str, list[str]] = field(default_factory=dict)
 
+    @classmethod
+    def of(cls, ep: Episode, fragments: dict[str, list[str]], timings: dict[str, float] | None = None) -> "EpisodeResult":
+        return cls(
+            episode_id=ep.source.episode_id,
+            source_uri=ep.source.uri,
+            status=ep.status,
+            errors=dict(ep.errors),
+            n_frames=ep.n_frames,
+            n_tracks=ep.n_tracks,
+            n_samples=ep.n_samples,
+            timings=dict(timings or {}),
+            fragments=fragments,
+        )
+
     @property
     def error_text(self) -> str:
         return "; ".join(f"{k}: {v}" for k, v in self.errors.items())
@@ -100,29 +114,13 @@ def process_episode(src: EpisodeSource, cfg: IngestConfig, root: str) -> Episode
     t1 = time.perf_counter()
     frags = write_episode(ep, cfg, root)
     timings = {**ep.timings, "write": time.perf_counter() - t1, "total": time.perf_counter() - t0}
-    return EpisodeResult(
-        episode_id=src.episode_id,
-        source_uri=src.uri,
-        status=ep.status,
-        errors=dict(ep.errors),
-        n_frames=ep.n_frames,
-        n_tracks=ep.n_tracks,
-        n_samples=0 if ep.samples is None or ep.status != "ok" else int(len(ep.samples.track_index)),
-        timings=timings,
-        fragments=frags,
-    )
+    return EpisodeResult.of(ep, frags, timings)
 
 
 def failed_result(src: EpisodeSource, cfg: IngestConfig, root: str, stage: str, message: str) -> EpisodeResult:
     """A worker died (e.g. out of memory): the driver still records the episode as failed."""
     ep = Episode(source=src, status="failed", errors={stage: message})
-    return EpisodeResult(
-        episode_id=src.episode_id,
-        source_uri=src.uri,
-        status="failed",
-        errors=ep.errors,
-        fragments=write_episode(ep, cfg, root),
-    )
+    return EpisodeResult.of(ep, write_episode(ep, cfg, root))
 
 
 def extract_sequential(

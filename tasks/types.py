@@ -104,3 +104,8 @@ class Episode:
     @property
     def n_tracks(self) -> int:
         return 0 if self.query_uv is None else int(self.query_uv.shape[0])
+
+    @property
+    def n_samples(self) -> int:
+        """(frame, keypoint) samples stored: only "ok" episodes write samples."""
+        return int(len(self.samples.track_index)) if self.status == "ok" and self.samples is not None else 0

@@ -11,7 +11,10 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from tasks.sim.ground_truth import GroundTruth
+from tasks.config import IngestConfig
+from tasks.runner import STAGES, run_stages
+from tasks.sim.ground_truth import GroundTruth, load_ground_truth
+from tasks.types import Episode, EpisodeSource
 
 
 @dataclass(frozen=True)
@@ -77,3 +80,13 @@ def score_tracks(
         static_drift_median_cm=_pct(np.asarray(drift), 50),
         false_visible=float((pred & ~gvis).sum() / max(1, pred.sum())),
     )
+
+
+def grade_episode(src: EpisodeSource, cfg: IngestConfig) -> tuple[Episode, TrackScore]:
+    """Run decode -> track -> lift on a simulated episode and score its tracks against its ground truth."""
+    ep = run_stages(src, cfg, [s for s in STAGES if s[0] in ("decode", "track", "lift")])
+    if ep.status != "ok":
+        raise RuntimeError(f"{src.uri}: {ep.errors}")
+    gt = load_ground_truth(src.uri)
+    return ep, score_tracks(gt, ep.query_frame, ep.query_uv, ep.tracks_xyz, ep.visible)
+

@@ -22,9 +22,7 @@ from rich.table import Table  # noqa: E402
 from tasks.config import get_preset  # noqa: E402
 from tasks.discover import discover  # noqa: E402
 from tasks.motion_filter import track_coverage  # noqa: E402
-from tasks.runner import STAGES, run_stages  # noqa: E402
-from tasks.sim.ground_truth import load_ground_truth  # noqa: E402
-from tasks.sim.score import score_tracks  # noqa: E402
+from tasks.sim.score import grade_episode  # noqa: E402
 
 TASKS = ["pick-place", "drawer-open", "button-press", "push", "reach"]
 COLUMNS = [
@@ -52,15 +50,14 @@ def main() -> None:
     corpus = Path(tempfile.mkdtemp(prefix="mu0-acc-"))
     generate_corpus(corpus, len(TASKS), TASKS, camera=args.camera, max_steps=args.max_steps, seed=args.seed)
     cfg = get_preset("sim")
-    stages = [s for s in STAGES if s[0] in ("decode", "track", "lift")]
     t = Table(title=f"track accuracy vs ground truth ({args.camera} camera, seeds {args.seed}..{args.seed + 4})")
     header = ["episode", "frames", "patch coverage"] + [c[0] for c in COLUMNS]
     for h in header:
         t.add_column(h, justify="right")
     md = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for src in discover(str(corpus), cfg):
-        ep = run_stages(src, cfg, stages)
-        s = score_tracks(load_ground_truth(src.uri), ep.query_frame, ep.query_uv, ep.tracks_xyz, ep.visible).as_dict()
+        ep, score = grade_episode(src, cfg)
+        s = score.as_dict()
         cov = track_coverage(ep.tracks_uv, ep.visible, *ep.image_size, cfg.filter.coverage_grid)
         row = [Path(src.uri).name, str(ep.n_frames), f"{cov:.2f}"] + [f.format(s[k]) for _, k, f in COLUMNS]
         t.add_row(*row)
