@@ -21,14 +21,23 @@ console = Console()
 ALL_TASKS = "pick-place,drawer-open,button-press,push,reach"
 
 
-def _config(preset: str, corpus: Optional[str]):
-    from tasks.config import UnknownPresetError, get_preset
+def _config(preset: str, corpus: Optional[str] = None, **backends: Optional[str]):
+    """The preset with the command line's overrides (`depth_backend="x"` sets `depth.backend`)."""
+    from pydantic import ValidationError
+
+    from tasks.config import UnknownPresetError, get_preset, with_overrides
 
     try:
         cfg = get_preset(preset)
     except UnknownPresetError as exc:
         raise typer.BadParameter(str(exc.args[0]), param_hint="--preset") from None
-    return cfg.model_copy(update={"corpus": corpus}) if corpus is not None else cfg
+    overrides = {k.replace("_", ".", 1): v for k, v in backends.items() if v is not None}
+    if corpus is not None:
+        overrides["corpus"] = corpus
+    try:
+        return with_overrides(cfg, overrides)
+    except ValidationError as exc:
+        raise typer.BadParameter(exc.errors()[0]["msg"], param_hint="/".join(overrides)) from None
 
 
 @app.command()
@@ -68,9 +77,18 @@ def ingest(
     ray_address: Optional[str] = typer.Option(None, help="existing Ray cluster ('auto' inside one); default: local Ray"),
     num_cpus: Optional[int] = typer.Option(None, min=1, help="CPUs for the local Ray"),
     sequential: bool = typer.Option(False, help="run in this process instead of on Ray (debugging)"),
+    depth: Optional[str] = typer.Option(None, help="given | depth-anything (default: the preset's)"),
+    depth_model: Optional[str] = typer.Option(None, help="Depth Anything hub id or local directory"),
+    pose: Optional[str] = typer.Option(None, help="given | open3d (default: the preset's)"),
+    captions: Optional[str] = typer.Option(None, help="template | vlm | off (default: the preset's)"),
+    caption_model: Optional[str] = typer.Option(None, help="vision-language model hub id or local directory"),
 ):
     """Extract 3D traces from SOURCE into the Lance DATASET (new episodes only)."""
-    report = run_ingest(source, dataset, _config(preset, corpus), ray_address, num_cpus, sequential)
+    cfg = _config(
+        preset, corpus, depth_backend=depth, depth_model=depth_model, pose_backend=pose,
+        captions_backend=captions, captions_model=caption_model,
+    )
+    report = run_ingest(source, dataset, cfg, ray_address, num_cpus, sequential)
     raise typer.Exit(code=0 if report.success else 1)
 
 
@@ -128,7 +146,8 @@ def demo(
     raise typer.Exit(code=0 if report.success else 1)
 
 
-from flows.serve import serve_cli  # noqa: E402  (light: no Prefect import until it runs)
+# Commands that live in their own modules (light imports: heavy ones happen when a command runs).
+from flows.serve import serve_cli  # noqa: E402
 
 app.command("serve")(serve_cli)
 

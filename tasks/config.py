@@ -22,11 +22,24 @@ class DecodeConfig(_Frozen):
 
 
 class DepthConfig(_Frozen):
-    backend: Literal["given"] = Field("given", description="where metric depth comes from")
+    backend: Literal["given", "depth-anything"] = Field("given", description="where metric depth comes from")
+    model: str = Field(
+        "depth-anything/Depth-Anything-V2-Metric-Indoor-Small-hf",
+        description="depth-anything: a hub id or a local directory saved with save_pretrained",
+    )
 
 
 class PoseConfig(_Frozen):
-    backend: Literal["given"] = Field("given", description="where camera poses come from")
+    backend: Literal["given", "open3d"] = Field("given", description="where camera poses come from")
+
+
+class CaptionConfig(_Frozen):
+    backend: Literal["template", "vlm", "off"] = Field(
+        "template", description="template: built from the instruction and measured motion (offline); vlm: a model"
+    )
+    model: str = Field(
+        "HuggingFaceTB/SmolVLM2-2.2B-Instruct", description="vlm: a hub id or a local directory saved with save_pretrained"
+    )
 
 
 class KeypointConfig(_Frozen):
@@ -91,6 +104,7 @@ class IngestConfig(_Frozen):
     lift: LiftConfig = LiftConfig()
     filter: FilterConfig = FilterConfig()
     retarget: RetargetConfig = RetargetConfig()
+    captions: CaptionConfig = CaptionConfig()
     jpeg_quality: int = Field(90, ge=10, le=100, description="quality of the stored frames")
     gpus_per_episode: float = Field(
         0.0, ge=0, description="GPUs each episode's Ray task reserves (model backends); > 0 also takes a slot "
@@ -109,6 +123,18 @@ PRESETS: dict[str, IngestConfig] = {
     "agibot": IngestConfig(preset="agibot", corpus="agibot", decode=DecodeConfig(target_fps=5.0)),
     "egodex": IngestConfig(preset="egodex", corpus="egodex", decode=DecodeConfig(target_fps=10.0, max_width=640)),
 }
+
+
+def with_overrides(cfg: IngestConfig, overrides: dict[str, object]) -> IngestConfig:
+    """`cfg` with dotted-path settings replaced ({"depth.backend": "depth-anything"}), validated again."""
+    data = cfg.model_dump()
+    for path, value in overrides.items():
+        *parents, leaf = path.split(".")
+        node = data
+        for key in parents:
+            node = node[key]
+        node[leaf] = value
+    return IngestConfig.model_validate(data)
 
 
 class UnknownPresetError(KeyError):

@@ -56,6 +56,9 @@ def episode_row(ep: Episode, cfg: IngestConfig) -> pa.Table:
         "w2c": [w2c.reshape(-1, 16).astype(np.float32).tolist()],
         "depth_source": [ep.depth_source],
         "pose_source": [ep.pose_source],
+        "scale_spread": [float(ep.scale_spread)],
+        "depth_scale_ratio": [float(ep.depth_scale_ratio)],
+        "metric_scale_ok": [bool(ep.metric_scale_ok)],
         "status": [ep.status],
         "errors": [json.dumps(ep.errors, sort_keys=True)],
         "track_coverage": [float(ep.track_coverage)],
@@ -147,6 +150,13 @@ def frame_rows(ep: Episode, cfg: IngestConfig) -> pa.Table:
     )
 
 
+def caption_rows(ep: Episode) -> pa.Table:
+    """Captions of an "ok" episode (tasks/captions.py builds them)."""
+    if ep.status != "ok" or ep.captions is None:
+        return S.CAPTIONS.empty_table()
+    return ep.captions.to_table(ep.source.episode_id)
+
+
 def episode_tables(ep: Episode, cfg: IngestConfig) -> dict[str, pa.Table]:
     """Rows for every table; a failed episode gives its `episodes` row only (nothing is lost)."""
     return {
@@ -154,4 +164,5 @@ def episode_tables(ep: Episode, cfg: IngestConfig) -> dict[str, pa.Table]:
         "tracks": track_rows(ep),
         "samples": sample_rows(ep, cfg),
         "frames": frame_rows(ep, cfg),
+        "captions": caption_rows(ep),
     }

@@ -17,10 +17,13 @@ import pyarrow as pa
 from storage import schema as table_schemas
 from storage.writer import write_uncommitted
 from tasks.config import IngestConfig
+from tasks.captions import caption
 from tasks.decode import decode
+from tasks.depth import estimate_depth
 from tasks.errors import ConfigurationError, EpisodeInputError
 from tasks.lift import lift
 from tasks.motion_filter import filter_tracks
+from tasks.pose import estimate_poses
 from tasks.rows import episode_tables
 from tasks.samples import build_samples
 from tasks.track import track
@@ -30,12 +33,15 @@ Stage = Callable[[Episode, IngestConfig], Episode]
 
 STAGES: list[tuple[str, Stage]] = [
     ("decode", lambda ep, cfg: decode(ep.source, cfg)),
+    ("depth", estimate_depth),
+    ("pose", estimate_poses),
     ("track", track),
     ("lift", lambda ep, cfg: lift(ep, cfg.lift)),
     ("filter", lambda ep, cfg: filter_tracks(ep, cfg.filter)),
     ("samples", lambda ep, cfg: build_samples(ep, cfg.retarget)),
+    ("captions", caption),
 ]
-TABLES = ("episodes", "tracks", "samples", "frames")
+TABLES = ("episodes", "tracks", "samples", "frames", "captions")
 _EXPECTED = (EpisodeInputError, ConfigurationError)
 
 
@@ -45,6 +51,7 @@ def schemas(cfg: IngestConfig) -> dict[str, pa.Schema]:
         "tracks": table_schemas.TRACKS,
         "samples": table_schemas.samples_schema(cfg.retarget.future_len, cfg.retarget.history_len),
         "frames": table_schemas.FRAMES,
+        "captions": table_schemas.CAPTIONS,
     }
 
 

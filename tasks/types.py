@@ -82,6 +82,12 @@ class Episode:
     track_coverage: float = float("nan")
     # samples
     samples: Samples | None = None
+    # pose estimation: scale honesty (METHOD.md stage 1; NaN when poses and depth were given)
+    scale_spread: float = float("nan")  # spread of per-chunk scale factors (Sim(3) stitching)
+    depth_scale_ratio: float = float("nan")  # median predicted/given depth where any depth was given
+    metric_scale_ok: bool = True  # False: the scale is inconsistent and the xyz are not trustworthy meters
+    # captions (tasks/captions.py)
+    captions: Any = None  # tasks.captions.Captions
     # bookkeeping
     status: str = "ok"  # "ok" | "failed" | "rejected"
     errors: dict[str, str] = field(default_factory=dict)

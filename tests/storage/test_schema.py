@@ -19,7 +19,8 @@ def test_episodes_contract():
         ("episode_id", STR), ("source_uri", STR), ("corpus", STR), ("preset", STR), ("fps", F32),
         ("n_frames", I32), ("frame_index", pa.list_(I32)), ("width", I32), ("height", I32),
         ("K", pa.list_(F32, 9)), ("w2c", pa.list_(pa.list_(F32, 16))), ("depth_source", STR),
-        ("pose_source", STR), ("status", STR), ("errors", STR), ("track_coverage", F32), ("n_tracks", I32),
+        ("pose_source", STR), ("scale_spread", F32), ("depth_scale_ratio", F32), ("metric_scale_ok", pa.bool_()),
+        ("status", STR), ("errors", STR), ("track_coverage", F32), ("n_tracks", I32),
         ("n_moving", I32), ("n_samples", I32), ("instruction", STR), ("task", STR), ("embodiment", STR),
         ("pipeline_version", STR), ("ingested_at", pa.timestamp("us", tz="UTC")), ("config", STR),
     ]

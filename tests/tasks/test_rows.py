@@ -140,7 +140,7 @@ def test_failed_episode_gives_only_its_episode_row(tmp_path):
     src = EpisodeSource(uri="/data/broken.mp4", episode_id="bad", corpus="unit", kind="video")
     bad = Episode(source=src, status="failed", errors={"decode": "no video stream"})
     tables = episode_tables(bad, CFG)
-    assert {k: v.num_rows for k, v in tables.items()} == {"episodes": 1, "tracks": 0, "samples": 0, "frames": 0}
+    assert {k: v.num_rows for k, v in tables.items()} == {"episodes": 1, "tracks": 0, "samples": 0, "frames": 0, "captions": 0}
     root = str(tmp_path)
     write_all(root, make_episode(), bad)
     [row] = query.episodes(root, where="status = 'failed'").to_pylist()
@@ -152,5 +152,5 @@ def test_failed_episode_gives_only_its_episode_row(tmp_path):
 
 def test_rejected_episode_keeps_tracks_and_frames_but_no_samples():
     tables = episode_tables(make_episode().replace(status="rejected", depth=None), CFG)
-    assert {k: v.num_rows for k, v in tables.items()} == {"episodes": 1, "tracks": 3, "samples": 0, "frames": 4}
+    assert {k: v.num_rows for k, v in tables.items()} == {"episodes": 1, "tracks": 3, "samples": 0, "frames": 4, "captions": 0}
     assert tables["frames"]["depth_png16"].null_count == 4
