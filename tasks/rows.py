@@ -157,12 +157,15 @@ def caption_rows(ep: Episode) -> pa.Table:
     return ep.captions.to_table(ep.source.episode_id)
 
 
-def episode_tables(ep: Episode, cfg: IngestConfig) -> dict[str, pa.Table]:
-    """Rows for every table; a failed episode gives its `episodes` row only (nothing is lost)."""
+def episode_tables(ep: Episode, cfg: IngestConfig, frames: pa.Table | None = None) -> dict[str, pa.Table]:
+    """Rows for every table; a failed episode gives its `episodes` row only (nothing is lost).
+
+    `frames`: the episode's frame rows when they were encoded ahead (see tasks/runner.py).
+    """
     return {
         "episodes": episode_row(ep, cfg),
         "tracks": track_rows(ep),
         "samples": sample_rows(ep, cfg),
-        "frames": frame_rows(ep, cfg),
+        "frames": frame_rows(ep, cfg) if frames is None or ep.status == "failed" else frames,
         "captions": caption_rows(ep),
     }

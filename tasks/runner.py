@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 import traceback
 from collections.abc import Callable, Iterable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import pyarrow as pa
@@ -24,7 +25,7 @@ from tasks.errors import ConfigurationError, EpisodeInputError
 from tasks.lift import lift
 from tasks.motion_filter import filter_tracks
 from tasks.pose import estimate_poses
-from tasks.rows import episode_tables
+from tasks.rows import episode_tables, frame_rows
 from tasks.samples import build_samples
 from tasks.track import track
 from tasks.types import Episode, EpisodeSource
@@ -55,8 +56,16 @@ def schemas(cfg: IngestConfig) -> dict[str, pa.Schema]:
     }
 
 
-def run_stages(src: EpisodeSource, cfg: IngestConfig, stages: Iterable[tuple[str, Stage]] = STAGES) -> Episode:
-    """Run stages in order; an exception becomes `errors[stage]` and status "failed", never a crash."""
+def run_stages(
+    src: EpisodeSource,
+    cfg: IngestConfig,
+    stages: Iterable[tuple[str, Stage]] = STAGES,
+    after: Callable[[str, Episode], None] | None = None,
+) -> Episode:
+    """Run stages in order; an exception becomes `errors[stage]` and status "failed", never a crash.
+
+    `after(name, ep)` is called when a stage succeeds (the runner starts side work there).
+    """
     ep = Episode(source=src)
     for name, stage in stages:
         t0 = time.perf_counter()
@@ -69,6 +78,8 @@ def run_stages(src: EpisodeSource, cfg: IngestConfig, stages: Iterable[tuple[str
             msg = f"{src.uri}: {type(exc).__name__}: {exc} (at {where.filename.rsplit('/', 1)[-1]}:{where.lineno})"
             return ep.replace(status="failed", errors={**ep.errors, name: msg})
         ep.timings[name] = time.perf_counter() - t0
+        if after is not None:
+            after(name, ep)
         if ep.status != "ok":
             break
     return ep
@@ -107,19 +118,35 @@ class EpisodeResult:
         return "; ".join(f"{k}: {v}" for k, v in self.errors.items())
 
 
-def write_episode(ep: Episode, cfg: IngestConfig, root: str) -> dict[str, list[str]]:
-    """Rows of one episode as uncommitted fragments, per table."""
-    tables = episode_tables(ep, cfg)
+def write_episode(ep: Episode, cfg: IngestConfig, root: str, frames: pa.Table | None = None) -> dict[str, list[str]]:
+    """Rows of one episode as uncommitted fragments, per table (`frames`: rows encoded already)."""
+    tables = episode_tables(ep, cfg, frames=frames)
     sch = schemas(cfg)
     return {name: write_uncommitted(root, name, t, sch[name]) for name, t in tables.items() if t.num_rows}
 
 
+FRAMES_READY_AFTER = "pose"  # frames and depth are final once poses are known
+
+
 def process_episode(src: EpisodeSource, cfg: IngestConfig, root: str) -> EpisodeResult:
-    """Extract one episode and write its fragments. Never raises for bad input."""
+    """Extract one episode and write its fragments. Never raises for bad input.
+
+    The `frames` rows (JPEG + 16-bit PNG encoding, the costliest part of writing) are encoded on a
+    side thread while tracking runs: OpenCV releases the GIL, so a worker with a spare core
+    overlaps the two instead of paying for both in turn.
+    """
     t0 = time.perf_counter()
-    ep = run_stages(src, cfg)
-    t1 = time.perf_counter()
-    frags = write_episode(ep, cfg, root)
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="encode-frames") as pool:
+        pending: dict[str, Future] = {}
+
+        def start_encoding(stage: str, ep: Episode) -> None:
+            if stage == FRAMES_READY_AFTER and ep.status == "ok":
+                pending["frames"] = pool.submit(frame_rows, ep, cfg)
+
+        ep = run_stages(src, cfg, after=start_encoding)
+        t1 = time.perf_counter()
+        frames = pending["frames"].result() if "frames" in pending and ep.status != "failed" else None
+        frags = write_episode(ep, cfg, root, frames=frames)
     timings = {**ep.timings, "write": time.perf_counter() - t1, "total": time.perf_counter() - t0}
     return EpisodeResult.of(ep, frags, timings)
 

@@ -84,7 +84,7 @@ def score_tracks(
 
 def grade_episode(src: EpisodeSource, cfg: IngestConfig) -> tuple[Episode, TrackScore]:
     """Run decode -> track -> lift on a simulated episode and score its tracks against its ground truth."""
-    ep = run_stages(src, cfg, [s for s in STAGES if s[0] in ("decode", "track", "lift")])
+    ep = run_stages(src, cfg, [s for s in STAGES if s[0] in ("decode", "depth", "pose", "track", "lift")])
     if ep.status != "ok":
         raise RuntimeError(f"{src.uri}: {ep.errors}")
     gt = load_ground_truth(src.uri)
