@@ -115,7 +115,9 @@ def sample_rows(ep: Episode, cfg: IngestConfig) -> pa.Table:
             "history": _ragged(pa.FixedSizeListArray.from_arrays(_fixed(s.history.reshape(-1, 3), 3), Lh), off),
             "history_valid": _ragged(_fixed(s.history_valid, Lh, pa.bool_()), off),
             "cluster_id": _ragged(pa.array(s.cluster_id.astype(np.int32)), off),
-            "caption_ids": pa.array([[] for _ in range(F)], pa.list_(pa.int32())),
+            "caption_ids": pa.array(
+                [[] for _ in range(F)] if ep.captions is None else ep.captions.ids_covering(s.frames), pa.list_(pa.int32())
+            ),
         },
         schema=schema,
     )
@@ -157,15 +159,13 @@ def caption_rows(ep: Episode) -> pa.Table:
     return ep.captions.to_table(ep.source.episode_id)
 
 
-def episode_tables(ep: Episode, cfg: IngestConfig, frames: pa.Table | None = None) -> dict[str, pa.Table]:
-    """Rows for every table; a failed episode gives its `episodes` row only (nothing is lost).
-
-    `frames`: the episode's frame rows when they were encoded ahead (see tasks/runner.py).
-    """
-    return {
-        "episodes": episode_row(ep, cfg),
-        "tracks": track_rows(ep),
-        "samples": sample_rows(ep, cfg),
-        "frames": frame_rows(ep, cfg) if frames is None or ep.status == "failed" else frames,
-        "captions": caption_rows(ep),
+def episode_tables(ep: Episode, cfg: IngestConfig, skip: tuple[str, ...] = ()) -> dict[str, pa.Table]:
+    """Rows for every table but `skip`; a failed episode gives its `episodes` row only (nothing is lost)."""
+    builders = {
+        "episodes": lambda: episode_row(ep, cfg),
+        "tracks": lambda: track_rows(ep),
+        "samples": lambda: sample_rows(ep, cfg),
+        "frames": lambda: frame_rows(ep, cfg),
+        "captions": lambda: caption_rows(ep),
     }
+    return {name: build() for name, build in builders.items() if name not in skip}

@@ -118,11 +118,16 @@ class EpisodeResult:
         return "; ".join(f"{k}: {v}" for k, v in self.errors.items())
 
 
-def write_episode(ep: Episode, cfg: IngestConfig, root: str, frames: pa.Table | None = None) -> dict[str, list[str]]:
-    """Rows of one episode as uncommitted fragments, per table (`frames`: rows encoded already)."""
-    tables = episode_tables(ep, cfg, frames=frames)
+def write_episode(
+    ep: Episode, cfg: IngestConfig, root: str, written: dict[str, list[str]] | None = None
+) -> dict[str, list[str]]:
+    """Rows of one episode as uncommitted fragments, per table (`written`: tables done ahead)."""
+    done = dict(written or {}) if ep.status != "failed" else {}  # a failed episode keeps its episodes row only
     sch = schemas(cfg)
-    return {name: write_uncommitted(root, name, t, sch[name]) for name, t in tables.items() if t.num_rows}
+    for name, rows in episode_tables(ep, cfg, skip=tuple(done)).items():
+        if rows.num_rows:
+            done[name] = write_uncommitted(root, name, rows, sch[name])
+    return done
 
 
 FRAMES_READY_AFTER = "pose"  # frames and depth are final once poses are known
@@ -131,24 +136,29 @@ FRAMES_READY_AFTER = "pose"  # frames and depth are final once poses are known
 def process_episode(src: EpisodeSource, cfg: IngestConfig, root: str) -> EpisodeResult:
     """Extract one episode and write its fragments. Never raises for bad input.
 
-    The `frames` rows (JPEG + 16-bit PNG encoding, the costliest part of writing) are encoded on a
-    side thread while tracking runs: OpenCV releases the GIL, so a worker with a spare core
-    overlaps the two instead of paying for both in turn.
+    The `frames` table (JPEG + 16-bit PNG encoding and its Lance write, the costliest part of
+    writing) is done on a side thread while tracking runs: OpenCV and Lance release the GIL, so a
+    worker with a spare core overlaps the two instead of paying for both in turn. If a later stage
+    fails, that fragment is never committed (nothing partial reaches the dataset).
     """
     t0 = time.perf_counter()
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="encode-frames") as pool:
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="write-frames") as pool:
         pending: dict[str, Future] = {}
 
-        def start_encoding(stage: str, ep: Episode) -> None:
+        def write_frames_ahead(stage: str, ep: Episode) -> None:
             if stage == FRAMES_READY_AFTER and ep.status == "ok":
-                pending["frames"] = pool.submit(frame_rows, ep, cfg)
+                pending["frames"] = pool.submit(_frames_fragment, ep, cfg, root)
 
-        ep = run_stages(src, cfg, after=start_encoding)
+        ep = run_stages(src, cfg, after=write_frames_ahead)
         t1 = time.perf_counter()
-        frames = pending["frames"].result() if "frames" in pending and ep.status != "failed" else None
-        frags = write_episode(ep, cfg, root, frames=frames)
+        written = {name: f.result() for name, f in pending.items()}
+        frags = write_episode(ep, cfg, root, written)
     timings = {**ep.timings, "write": time.perf_counter() - t1, "total": time.perf_counter() - t0}
     return EpisodeResult.of(ep, frags, timings)
+
+
+def _frames_fragment(ep: Episode, cfg: IngestConfig, root: str) -> list[str]:
+    return write_uncommitted(root, "frames", frame_rows(ep, cfg), schemas(cfg)["frames"])
 
 
 def failed_result(src: EpisodeSource, cfg: IngestConfig, root: str, stage: str, message: str) -> EpisodeResult:

@@ -1,6 +1,6 @@
 """Ingestion throughput benchmark: prints a table (and writes markdown with --md FILE).
 
-    .venv/bin/python -m tests.bench.bench_ingest --episodes 12 --max-steps 120
+    .venv/bin/python -m tests.bench.bench_ingest --episodes 12 --max-steps 120 [--set captions.backend=off]
 
 Measures, on one simulated corpus: PyAV decode-only frames/s; each stage alone (in-process,
 one thread); the whole `ingest` flow (Prefect + Ray + Lance writes + commit + index) with 1 and
@@ -27,7 +27,7 @@ import cv2  # noqa: E402
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
-from tasks.config import get_preset  # noqa: E402
+from tasks.config import IngestConfig, get_preset, with_overrides  # noqa: E402
 from tasks.discover import discover  # noqa: E402
 from tasks.runner import run_stages  # noqa: E402
 
@@ -44,8 +44,7 @@ def decode_only_fps(paths: list[Path]) -> float:
     return n / (time.perf_counter() - t0)
 
 
-def stage_fps(corpus: Path) -> tuple[dict[str, float], int]:
-    cfg = get_preset("sim")
+def stage_fps(corpus: Path, cfg: IngestConfig) -> tuple[dict[str, float], int]:
     cv2.setNumThreads(1)
     totals: dict[str, float] = {}
     frames = 0
@@ -57,7 +56,7 @@ def stage_fps(corpus: Path) -> tuple[dict[str, float], int]:
     return {k: frames / v for k, v in totals.items() if v > 0}, frames
 
 
-def flow_fps(corpus: Path, workers: int) -> tuple[float, int]:
+def flow_fps(corpus: Path, workers: int, cfg: IngestConfig) -> tuple[float, int]:
     import ray
 
     from flows.ingest import ingest
@@ -68,7 +67,7 @@ def flow_fps(corpus: Path, workers: int) -> tuple[float, int]:
     ensure_ray(num_cpus=workers)  # includes starting and warming the workers: not timed
     root = Path(tempfile.mkdtemp(prefix="mu0-bench-"))
     t0 = time.perf_counter()
-    report = ingest(str(corpus), str(root / "traces"), get_preset("sim"))
+    report = ingest(str(corpus), str(root / "traces"), cfg)
     wall = time.perf_counter() - t0
     shutil.rmtree(root, ignore_errors=True)
     ray.shutdown()
@@ -81,7 +80,10 @@ def main() -> None:
     ap.add_argument("--episodes", type=int, default=12)
     ap.add_argument("--max-steps", type=int, default=120)
     ap.add_argument("--md", type=Path, help="also write the table as markdown here")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="override a setting of the sim preset, e.g. captions.backend=off")
     args = ap.parse_args()
+    cfg = with_overrides(get_preset("sim"), dict(kv.split("=", 1) for kv in args.set))
 
     corpus = args.corpus
     if corpus is None:
@@ -100,20 +102,21 @@ def main() -> None:
     rows: list[tuple[str, str]] = []
     dec = decode_only_fps(paths)
     rows.append(("PyAV decode only", f"{dec:.0f}"))
-    per_stage, frames = stage_fps(corpus)
+    per_stage, frames = stage_fps(corpus, cfg)
     for k, v in per_stage.items():
         if k != "total":
             rows.append((f"stage alone: {k}", f"{v:.0f}"))
     slow_name, slow = min(((k, v) for k, v in per_stage.items() if k not in ("total",)), key=lambda kv: kv[1])
-    one, _ = flow_fps(corpus, 1)
-    two, _ = flow_fps(corpus, 2)
+    one, _ = flow_fps(corpus, 1, cfg)
+    two, _ = flow_fps(corpus, 2, cfg)
     rows += [
         ("ingest flow, 1 Ray worker", f"{one:.0f}"),
         ("ingest flow, 2 Ray workers", f"{two:.0f}"),
         ("2 workers / 1 worker", f"{two / one:.2f}x"),
         (f"1 worker / slowest stage alone ({slow_name})", f"{one / slow:.0%}"),
     ]
-    t = Table(title=f"ingest throughput, frames/s ({len(paths)} episodes, {frames} frames, {os.cpu_count()} cores)")
+    note = f", {' '.join(args.set)}" if args.set else ""
+    t = Table(title=f"ingest throughput, frames/s ({len(paths)} episodes, {frames} frames, {os.cpu_count()} cores{note})")
     t.add_column("measure")
     t.add_column("value", justify="right")
     for r in rows:
