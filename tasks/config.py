@@ -25,21 +25,83 @@ class DepthConfig(_Frozen):
     backend: Literal["given", "depth-anything"] = Field("given", description="where metric depth comes from")
     model: str = Field(
         "depth-anything/Depth-Anything-V2-Metric-Indoor-Small-hf",
-        description="depth-anything: a hub id or a local directory saved with save_pretrained",
+        description="depth-anything: a hub id or a local directory saved with save_pretrained (metric checkpoints only)",
+    )
+    input_size: int | None = Field(
+        None, ge=14, description="depth-anything: input side in pixels (rounded to a multiple of 14, aspect kept); "
+        "None: the checkpoint's own (518 for the released ones)"
+    )
+    batch_size: int = Field(8, ge=1, description="depth-anything: frames per forward pass")
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="depth-anything: auto = cuda (bf16) when present")
+    scale_to_given: bool = Field(
+        True, description="median-scale predicted depth to any depth.npy values given with the episode (partial depth)"
+    )
+    min_given_px: int = Field(
+        500, ge=1, description="fewer valid given depth pixels than this count as nothing given (no scaling)"
+    )
+    fov_prior_deg: float = Field(
+        60.0, gt=1, lt=179, description="horizontal field of view assumed when neither cameras.npz, meta.json nor the "
+        "video's metadata give intrinsics; set it per corpus (phones ~65-70, action cams ~120)"
     )
 
 
 class PoseConfig(_Frozen):
+    """Stage 1 camera poses (METHOD.md): keyframe global pass, dense chunks anchored to it, never chained."""
+
     backend: Literal["given", "open3d"] = Field("given", description="where camera poses come from")
+    keyframe_every: int = Field(5, ge=1, description="open3d: a keyframe (global-pass anchor) every this many frames")
+    chunk_keyframes: int = Field(4, ge=1, description="keyframes per dense chunk; each chunk is fitted to its anchors")
+    keyframe_neighbours: int = Field(2, ge=1, description="each keyframe is registered to this many previous keyframes")
+    keyframe_far_edges: int = Field(2, ge=0, description="plus this many older keyframes (2x farther each time) for loop closure")
+    max_features: int = Field(400, ge=20, description="Shi-Tomasi corners (with stable depth) per keyframe")
+    corner_quality: float = Field(0.0002, gt=0, lt=1, description="Shi-Tomasi quality level")
+    corner_min_distance_px: float = Field(6.0, gt=0, description="spacing of keyframe corners")
+    lk_window_px: int = Field(11, ge=5, description="LK window side when tracking keyframe corners into a frame")
+    lk_levels: int = Field(3, ge=0, description="LK pyramid levels")
+    fb_max_px: float = Field(1.0, gt=0, description="forward-backward LK error above which a correspondence is dropped")
+    reprojection_px: float = Field(1.0, gt=0, description="PnP RANSAC inlier threshold")
+    min_inliers: int = Field(25, ge=6, description="fewer PnP inliers: the registration failed")
+    edge_rel_jump: float = Field(0.03, gt=0, description="features on a relative depth jump larger than this are not lifted")
+    dense_refine: bool = Field(
+        False, description="polish each sparse pose with open3d hybrid RGB-D odometry (ICP + photometric); "
+        "on the orbit sim it was 3-5x slower and less accurate, hence off"
+    )
+    dense_width: int = Field(160, ge=16, description="image width at which the dense odometry runs")
+    dense_max_change_m: float = Field(0.02, gt=0, description="a dense refinement moving the pose farther than this is discarded")
+    anchor_outlier_sigma: float = Field(
+        2.0, gt=0, description="anchor pairs with residual beyond this many sigma (sigma from the median residual) are rejected"
+    )
+    anchor_min_residual_m: float = Field(0.005, ge=0, description="residuals below this are never outliers (noise floor)")
+    min_scale_baseline_m: float = Field(
+        0.02, gt=0, description="Sim(3): a chunk's scale is measured only when its anchor cameras span this much"
+    )
+    max_scale_spread: float = Field(
+        0.1, gt=0, description="predicted depth: (p90 - p10) / median of per-chunk scales above this flags metric_scale_ok=False"
+    )
+    max_lost_frac: float = Field(0.2, ge=0, le=1, description="fail the episode when more frames than this cannot be registered")
 
 
 class CaptionConfig(_Frozen):
+    """Stage 7 (METHOD.md): motion segmentation, per-chunk captions, merges, MiniLM embeddings."""
+
     backend: Literal["template", "vlm", "off"] = Field(
         "template", description="template: built from the instruction and measured motion (offline); vlm: a model"
     )
     model: str = Field(
         "HuggingFaceTB/SmolVLM2-2.2B-Instruct", description="vlm: a hub id or a local directory saved with save_pretrained"
     )
+    min_chunk_len: int = Field(25, ge=2, description="shortest motion chunk (stored frames); also the minimum peak distance")
+    max_chunk_len: int = Field(200, ge=2, description="longer chunks are split at their quietest frame (AgiBot: 300)")
+    max_chunks: int = Field(6, ge=1, description="most motion chunks per episode (AgiBot: 3)")
+    smooth_window: int = Field(11, ge=3, description="Savitzky-Golay window of the acceleration signal (odd)")
+    smooth_order: int = Field(2, ge=1, description="Savitzky-Golay polynomial order")
+    peak_rel: float = Field(0.4, gt=0, le=1, description="peak height above min and prominence, as a fraction of the range")
+    z_weight: float = Field(0.1, ge=0, description="weight of depth (m) against pixels in the acceleration signal")
+    visibility_margin: int = Field(5, ge=0, description="a keypoint counts at t only if seen throughout t +- this many frames")
+    ego_min_keypoints: int = Field(300, ge=1, description="without camera poses: frames where this many keypoints move are ego-motion")
+    ego_px_per_frame: float = Field(2.0, gt=0, description="image motion that counts a keypoint as moving in the ego-motion test")
+    max_new_tokens: int = Field(256, ge=8, description="vlm: generation budget for the JSON reply")
+    image_size: int = Field(384, ge=32, description="vlm: longest side of the frames given to the model")
 
 
 class KeypointConfig(_Frozen):
@@ -120,7 +182,10 @@ PRESETS: dict[str, IngestConfig] = {
     "sim": IngestConfig(preset="sim", corpus="sim"),
     "generic": IngestConfig(preset="generic", decode=DecodeConfig(target_fps=10.0)),
     "droid": IngestConfig(preset="droid", corpus="droid", decode=DecodeConfig(target_fps=5.0)),
-    "agibot": IngestConfig(preset="agibot", corpus="agibot", decode=DecodeConfig(target_fps=5.0)),
+    "agibot": IngestConfig(
+        preset="agibot", corpus="agibot", decode=DecodeConfig(target_fps=5.0),
+        captions=CaptionConfig(max_chunk_len=300, max_chunks=3),  # METHOD.md stage 7: AgiBot's longer chunks
+    ),
     "egodex": IngestConfig(preset="egodex", corpus="egodex", decode=DecodeConfig(target_fps=10.0, max_width=640)),
 }
 

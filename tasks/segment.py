@@ -13,6 +13,9 @@ import numpy as np
 from scipy.ndimage import convolve1d
 from scipy.signal import find_peaks, savgol_filter
 
+from tasks.config import CaptionConfig
+from tasks.types import Episode
+
 
 def acceleration_signal(uvz: np.ndarray, visible: np.ndarray, z_weight: float = 0.1, margin: int = 5) -> np.ndarray:
     """(T,) mean |second difference| over tracks (N,T,3) seen throughout t-margin..t+margin; NaN where none."""
@@ -43,8 +46,9 @@ def segment(
         return []
     x = np.asarray(signal, float).copy()
     bad = ~np.isfinite(x) if exclude is None else (~np.isfinite(x) | exclude)
-    if bad.all():
-        return [(0, T - 1)]
+    if bad.all():  # no usable motion anywhere: only the length limits cut
+        x[:] = 0.0
+        bad[:] = False
     x[bad] = np.interp(np.flatnonzero(bad), np.flatnonzero(~bad), x[~bad])
     if T >= window:
         x = savgol_filter(x, window, order)
@@ -52,10 +56,17 @@ def segment(
     cuts: list[int] = []
     if span > 0:
         peaks, _ = find_peaks(x, height=lo + rel * span, prominence=rel * span, distance=max(1, min_len))
-        cuts = [int(a + np.argmin(x[a:b])) for a, b in zip(peaks[:-1], peaks[1:])]
+        cuts = [_valley(x, a, b, 0.1 * span) for a, b in zip(peaks[:-1], peaks[1:])]
     bounds = _enforce(sorted(set(cuts)), T, min_len, max_len, max_chunks, x)
     edges = [0, *bounds, T]
     return [(a, b - 1) for a, b in zip(edges[:-1], edges[1:])]
+
+
+def _valley(x: np.ndarray, a: int, b: int, tol: float) -> int:
+    """The lowest frame between peaks a and b; on a flat floor (within `tol`), its middle frame
+    (why: a still pause between two motions is best cut in its centre, not at its first frame)."""
+    low = np.flatnonzero(x[a:b] <= x[a:b].min() + tol)
+    return int(a + low[len(low) // 2])
 
 
 def _enforce(cuts: list[int], T: int, min_len: int, max_len: int, max_chunks: int, x: np.ndarray) -> list[int]:
@@ -81,3 +92,71 @@ def _enforce(cuts: list[int], T: int, min_len: int, max_len: int, max_chunks: in
             else:
                 cuts.append(centre)
     return sorted(cuts)
+
+
+def fixed_camera_uvz(xyz: np.ndarray, K: np.ndarray, w2c: np.ndarray) -> np.ndarray:
+    """World tracks (N,T,3) seen through one fixed camera: (u px, v px, z m) (N,T,3).
+
+    Why: with a moving camera, image-space motion is mostly ego-motion; through a fixed camera only
+    the scene's own motion is left, in the same units as the static-camera signal.
+    """
+    cam = xyz @ w2c[:3, :3].T + w2c[:3, 3]
+    z = cam[..., 2]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        uv = (cam[..., :2] / z[..., None]) * np.diag(K)[:2] + K[:2, 2]
+    return np.concatenate([uv, z[..., None]], -1)
+
+
+def ego_motion_frames(
+    tracks_uv: np.ndarray, visible: np.ndarray, min_keypoints: int, px_per_frame: float, margin: int = 5
+) -> np.ndarray:
+    """(T,) bool: frames where at least `min_keypoints` tracks move (METHOD.md: that many moving keypoints
+    means the camera moved). A track moves at t when its mean image speed over t-margin..t+margin
+    exceeds `px_per_frame` (a window, so a shaking camera's turning points count too)."""
+    T = tracks_uv.shape[1]
+    step = np.zeros(visible.shape)
+    seen = visible[:, 1:] & visible[:, :-1]
+    step[:, 1:] = np.where(seen, np.linalg.norm(np.diff(tracks_uv, axis=1), axis=-1), 0.0)
+    k = 2 * margin + 1
+    speed = convolve1d(step, np.ones(k) / k, axis=1, mode="nearest")
+    count = (speed > px_per_frame).sum(0)
+    return count[:T] >= min_keypoints
+
+
+def episode_motion(ep: Episode, cfg: CaptionConfig) -> tuple[np.ndarray, np.ndarray]:
+    """The acceleration signal (T,) of the episode's moving keypoints and the ego-motion frames (T,) to leave out.
+
+    With cameras and world tracks the signal is measured through the middle frame's camera, held
+    fixed, so camera motion cannot enter it (nothing is excluded); without them it is image-space
+    and frames where too many keypoints move at once are excluded as ego-motion.
+    """
+    T = ep.n_frames
+    moving = np.zeros(ep.n_tracks, bool) if ep.is_moving is None else np.asarray(ep.is_moving, bool)
+    if T == 0 or not moving.any() or ep.visible is None:
+        return np.full(T, np.nan), np.zeros(T, bool)
+    visible = ep.visible[moving]
+    if ep.tracks_xyz is not None and ep.w2c is not None and ep.K is not None:
+        uvz = fixed_camera_uvz(ep.tracks_xyz[moving].astype(np.float64), ep.K, ep.w2c[T // 2])
+        visible = visible & np.isfinite(uvz).all(-1)
+        exclude = np.zeros(T, bool)
+    else:
+        uv = ep.tracks_uv[moving].astype(np.float64)
+        uvz = np.concatenate([uv, np.zeros(uv.shape[:2] + (1,))], -1)
+        exclude = ego_motion_frames(ep.tracks_uv, ep.visible, cfg.ego_min_keypoints, cfg.ego_px_per_frame, cfg.visibility_margin)
+    signal = acceleration_signal(uvz, visible, cfg.z_weight, cfg.visibility_margin)
+    return signal, exclude
+
+
+def segment_episode(ep: Episode, cfg: CaptionConfig) -> list[tuple[int, int]]:
+    """Motion chunks [(start, end_inclusive)] covering the episode's stored frames 0..T-1."""
+    signal, exclude = episode_motion(ep, cfg)
+    return segment(
+        signal,
+        min_len=cfg.min_chunk_len,
+        max_len=cfg.max_chunk_len,
+        max_chunks=cfg.max_chunks,
+        window=cfg.smooth_window,
+        order=cfg.smooth_order,
+        rel=cfg.peak_rel,
+        exclude=exclude,
+    )

