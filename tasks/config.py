@@ -175,7 +175,7 @@ class IngestConfig(_Frozen):
 
     def extraction_key(self) -> str:
         """The settings that change extracted data (part of the episode id); labels and resources do not."""
-        return self.model_dump_json(exclude={"corpus", "gpus_per_episode"})
+        return self.model_dump_json(exclude={"corpus": True, "gpus_per_episode": True, "depth": {"device", "batch_size"}})
 
 
 PRESETS: dict[str, IngestConfig] = {

@@ -16,6 +16,7 @@ import numpy as np
 
 from tasks.config import DecodeConfig, IngestConfig
 from tasks.errors import ConfigurationError, EpisodeInputError
+from tasks.intrinsics import intrinsics_from_metadata, video_metadata
 from tasks.types import Episode, EpisodeSource
 
 MAX_INVALID_DEPTH_FRACTION = 0.5
@@ -83,8 +84,10 @@ def read_frame_dir(path: Path, cfg: DecodeConfig, fps: float) -> tuple[np.ndarra
     return np.stack(frames), np.asarray(keep, dtype=np.int32), fps / stride if fps else 0.0, len(files)
 
 
-def read_depth(path: Path, n_src: int, index: np.ndarray, hw: tuple[int, int]) -> np.ndarray:
-    """depth.npy (T,H,W) meters -> float32 at the kept frames, NaN where unknown."""
+def read_depth(
+    path: Path, n_src: int, index: np.ndarray, hw: tuple[int, int], max_invalid: float = MAX_INVALID_DEPTH_FRACTION
+) -> np.ndarray:
+    """depth.npy (T,H,W) meters -> float32 at the kept frames, NaN where unknown (at most `max_invalid` of it)."""
     try:
         arr = np.load(path, mmap_mode="r", allow_pickle=False)
     except (ValueError, OSError, EOFError) as exc:
@@ -99,7 +102,7 @@ def read_depth(path: Path, n_src: int, index: np.ndarray, hw: tuple[int, int]) -
     depth = np.array(arr if len(index) == n_src else arr[index], dtype=np.float32)
     bad = ~((depth > 0) & (depth < np.inf))  # NaN, +-inf or <= 0 (NaN compares False)
     frac = np.count_nonzero(bad) / bad.size
-    if frac > MAX_INVALID_DEPTH_FRACTION:
+    if frac > max_invalid:
         raise EpisodeInputError(f"{path}: {frac:.0%} of depth values are NaN, infinite or <= 0")
     depth[bad] = np.nan
     return depth
@@ -169,7 +172,11 @@ def decode(src: EpisodeSource, cfg: IngestConfig) -> Episode:
                 f"{path}: a plain video has no depth or cameras, but the config asks for depth={cfg.depth.backend!r}, "
                 f"pose={cfg.pose.backend!r}; give an episode directory with depth.npy and cameras.npz"
             )
-        return Episode(source=src, frames=frames, frame_index=index, fps=fps)
+        # Depth and poses are estimated later; intrinsics come from the container's tags if it has any.
+        found = intrinsics_from_metadata({}, video_metadata(path), frames.shape[2], frames.shape[1], where=str(path))
+        K, meta = (found[0], {"intrinsics": found[1]}) if found else (None, {})
+        frames, _, K = downscale(frames, None, K, cfg.decode.max_width)
+        return Episode(source=src, frames=frames, frame_index=index, fps=fps, K=K, meta=meta)
 
     meta = load_meta(path / "meta.json")
     if (path / "video.mp4").exists():
@@ -185,9 +192,19 @@ def decode(src: EpisodeSource, cfg: IngestConfig) -> Episode:
         if not (path / "depth.npy").exists():
             raise ConfigurationError(f"{path}: depth backend 'given' needs depth.npy (T,H,W meters), which is missing")
         depth = read_depth(path / "depth.npy", n_src, index, hw)
+    elif (path / "depth.npy").exists():
+        # Predicted depth is median-scaled to whatever is given: a few frames or a sparse map are enough.
+        depth = read_depth(path / "depth.npy", n_src, index, hw, max_invalid=1.0)
     K = w2c = None
     if (path / "cameras.npz").exists():
         K, w2c = read_cameras(path / "cameras.npz", n_src, index)
+        meta = {**meta, "intrinsics": "cameras.npz"}
+    else:
+        video = path / "video.mp4"
+        tags = video_metadata(video) if video.exists() else {}
+        found = intrinsics_from_metadata(meta, tags, hw[1], hw[0], where=str(path / "meta.json"))
+        if found:
+            K, meta = found[0], {**meta, "intrinsics": found[1]}
     if cfg.pose.backend == "given" and w2c is None:
         raise ConfigurationError(f"{path}: pose backend 'given' needs cameras.npz with K and w2c (T,4,4)")
     frames, depth, K = downscale(frames, depth, K, cfg.decode.max_width)
