@@ -40,20 +40,39 @@ def existing_episode_ids(root: str) -> set[str]:
     return set(ds.to_table(columns=["episode_id"]).column("episode_id").to_pylist())
 
 
+def index_summary(ds: lance.LanceDataset) -> list[dict]:
+    """Per index: name, column(s), kind (BTree, Inverted, LabelList, IVF_PQ...), rows not yet covered."""
+    out = []
+    for d in ds.describe_indices():
+        stats = ds.stats.index_stats(d.name)
+        out.append(
+            {
+                "name": d.name,
+                "columns": list(d.field_names),
+                "type": str(stats.get("index_type", d.index_type)),
+                "unindexed_rows": int(stats.get("num_unindexed_rows", 0)),
+            }
+        )
+    return out
+
+
 def describe(root: str) -> list[dict]:
-    """Per table: rows, latest version, number of versions, tags."""
+    """Per table: rows, latest version, number of versions, tags (and the versions they name), indexes."""
     out = []
     for name in TABLES:
         ds = open_table(root, name)
         if ds is None:
             continue
+        tags = ds.tags.list()
         out.append(
             {
                 "table": name,
                 "rows": ds.count_rows(),
                 "version": ds.version,
                 "versions": len(ds.versions()),
-                "tags": sorted(ds.tags.list()),
+                "tags": sorted(tags),
+                "tag_versions": {t: int(v["version"]) for t, v in sorted(tags.items())},
+                "indexes": index_summary(ds),
             }
         )
     return out

@@ -85,32 +85,77 @@ def commit(root: str, name: str, fragments_json: list[str], schema: pa.Schema, t
     return new.version
 
 
-def _unindexed_rows(ds: lance.LanceDataset, column: str) -> int | None:
-    """Rows not yet covered by the index on `column`; None when there is no such index."""
+# Indexes per table (DESIGN.md): (column, kind). Every table gets a BTREE on `episode_id`; captions
+# add full-text (INVERTED) on the caption text, LABEL_LIST on `skill_labels` and a vector index.
+SCALAR_INDEXES: dict[str, tuple[tuple[str, str], ...]] = {
+    name: ((INDEXED_COLUMN, "BTREE"),) for name in TABLES
+}
+SCALAR_INDEXES["captions"] = (
+    (INDEXED_COLUMN, "BTREE"),
+    ("instruction_1", "INVERTED"),
+    ("instruction_2", "INVERTED"),
+    ("instruction_3", "INVERTED"),
+    ("skill_labels", "LABEL_LIST"),
+)
+VECTOR_COLUMN = "embedding"
+# Below this many captions an exact (flat) cosine scan is a few milliseconds and gives perfect
+# recall, and IVF_PQ cannot be trained sensibly (PQ wants >= 256 rows per codebook): no index.
+VECTOR_INDEX_MIN_ROWS = 5000
+VECTOR_INDEX_TYPE = "IVF_PQ"
+VECTOR_SUB_VECTORS = 48  # 384-d / 48 = 8 dims per PQ code: recall@10 ~0.9+ with a refine step
+
+
+def vector_partitions(rows: int) -> int:
+    """IVF partitions ~ sqrt(rows), at most 1024, and at least 256 rows each (what k-means needs;
+    Lance lowers the count to that itself, so asking for it keeps the request honest)."""
+    return int(max(1, min(1024, round(rows**0.5), rows // 256)))
+
+
+def _index_state(ds: lance.LanceDataset) -> dict[str, tuple[str, int]]:
+    """Indexed column -> (index name, rows not yet covered by it)."""
+    out = {}
     for d in ds.describe_indices():
-        if list(d.field_names) == [column]:
-            return int(ds.stats.index_stats(d.name)["num_unindexed_rows"])
-    return None
+        if len(d.field_names) == 1:
+            out[d.field_names[0]] = (d.name, int(ds.stats.index_stats(d.name)["num_unindexed_rows"]))
+    return out
+
+
+def _create_vector_index(ds: lance.LanceDataset) -> None:
+    rows = ds.count_rows()
+    ds.create_index(
+        VECTOR_COLUMN,
+        VECTOR_INDEX_TYPE,
+        metric="cosine",  # embeddings are L2-normalised: cosine ranks like the dot product
+        num_partitions=vector_partitions(rows),
+        num_sub_vectors=VECTOR_SUB_VECTORS,
+    )
 
 
 def ensure_indexes(root: str) -> dict[str, str]:
-    """BTREE on `episode_id` in every table, covering all rows; returns what was done per table.
+    """Every index of DESIGN.md present and covering all rows; returns what was done per table.
 
-    Builds the index where missing, otherwise folds new rows in with `optimize_indices`
-    (incremental, about half the cost of a rebuild); up-to-date tables get no new version.
+    Missing indexes are built ("created"); indexes with rows appended since are brought up to date
+    with `optimize_indices` ("updated": incremental, new rows go to the existing partitions /
+    posting lists, about half the cost of a rebuild); up-to-date tables get no new version
+    ("current"). The captions vector index appears once the table reaches VECTOR_INDEX_MIN_ROWS;
+    below that vector search is an exact flat scan.
     """
     done: dict[str, str] = {}
     for name in TABLES:
         ds = open_table(root, name)
         if ds is None or not ds.count_rows():
             continue
-        unindexed = _unindexed_rows(ds, INDEXED_COLUMN)
-        if unindexed is None:
-            ds.create_scalar_index(INDEXED_COLUMN, "BTREE")
-            done[name] = "created"
-        elif unindexed:
-            ds.optimize.optimize_indices()
-            done[name] = "updated"
-        else:
-            done[name] = "current"
+        state = _index_state(ds)
+        created = False
+        for column, kind in SCALAR_INDEXES[name]:
+            if column not in state:
+                ds.create_scalar_index(column, kind)
+                created = True
+        if name == "captions" and VECTOR_COLUMN not in state and ds.count_rows() >= VECTOR_INDEX_MIN_ROWS:
+            _create_vector_index(ds)
+            created = True
+        stale = [idx for idx, unindexed in state.values() if unindexed]
+        if stale:
+            ds.optimize.optimize_indices(index_names=stale)
+        done[name] = "created" if created else "updated" if stale else "current"
     return done
