@@ -12,7 +12,12 @@ import uuid
 from typing import Literal
 
 from prefect import flow, get_run_logger, task
-from prefect.artifacts import create_progress_artifact, create_table_artifact, update_progress_artifact
+from prefect.artifacts import (
+    create_markdown_artifact,
+    create_progress_artifact,
+    create_table_artifact,
+    update_progress_artifact,
+)
 from prefect.cache_policies import NO_CACHE
 from prefect.concurrency.sync import concurrency
 from prefect.runtime import flow_run
@@ -121,6 +126,32 @@ def index(dataset: str) -> None:
     ensure_indexes(dataset)
 
 
+@task(name="preview", cache_policy=NO_CACHE)
+def preview(dataset: str, results: list[EpisodeResult]) -> str | None:
+    """One overlay frame (future traces over the image) of the first ok episode as a markdown artifact.
+
+    A look at the data, not part of it: any error is logged and the run goes on.
+    """
+    ok = next((r for r in results if r.status == "ok" and r.n_samples > 0), None)
+    if ok is None:
+        return None
+    try:
+        import base64
+
+        from tasks.overlay_video import overlay_png
+
+        png = base64.b64encode(overlay_png(dataset, ok.episode_id)).decode()
+        markdown = (
+            f"**{ok.source_uri}** (episode `{ok.episode_id[:12]}`): future traces over the frame with the most keypoints"
+            f"\n\n![ingest preview](data:image/png;base64,{png})\n\n"
+            f"More: `mu0 view {dataset} --episode {ok.episode_id[:12]}` (3D), `--mp4 FILE` (video)"
+        )
+        return str(create_markdown_artifact(key="ingest-preview", markdown=markdown, description=f"preview of {dataset}"))
+    except Exception as exc:  # noqa: BLE001 - a preview must never fail an ingest run
+        get_run_logger().warning("no preview for %s: %s: %s", ok.episode_id[:12], type(exc).__name__, exc)
+        return None
+
+
 def summarize(
     results: list[EpisodeResult], dataset: str, tag: str, discovered: int, skipped: int, seconds: float, versions
 ) -> IngestReport:
@@ -161,6 +192,8 @@ def ingest(
     if versions:
         index(dataset)
     seconds += time.perf_counter() - t0
+    if versions:
+        preview(dataset, results)  # after the timed work: a look at the data, not part of making it
     report = summarize(results, dataset, tag, found, found - len(todo), seconds, versions)
     create_table_artifact(
         key="ingest-summary",
