@@ -151,6 +151,22 @@ from flows.serve import serve_cli  # noqa: E402
 
 app.command("serve")(serve_cli)
 
+from flows.view_cli import view_cli  # noqa: E402
+
+app.command("view")(view_cli)
+
+from flows.query_cli import check_cli, datasets_cli, query_cli  # noqa: E402
+
+app.command("query")(query_cli)
+app.command("datasets")(datasets_cli)
+app.command("check")(check_cli)
+
+from flows.train_cli import evaluate_cli, predict_cli, pretrain_cli  # noqa: E402
+
+app.command("pretrain")(pretrain_cli)
+app.command("evaluate")(evaluate_cli)
+app.command("predict")(predict_cli)
+
 
 if __name__ == "__main__":
     app()
