@@ -70,7 +70,7 @@ def extract(
     Progress goes to the terminal and to a Prefect progress artifact.
     """
     if runner == "ray":
-        ensure_ray(ray_address, num_cpus)
+        ensure_ray(ray_address, num_cpus, config)
     with gpu_guard(config):
         return _extract(todo, dataset, config, runner, ray_address, num_cpus, show_progress)
 

@@ -39,10 +39,34 @@ def _size(src: EpisodeSource) -> int:
         return 0
 
 
-def ensure_ray(address: str | None = None, num_cpus: int | None = None) -> None:
-    """Connect to `address` (e.g. "auto" inside a cluster) or start a local Ray without dashboard."""
-    if ray.is_initialized():
-        return
+def ensure_ray(address: str | None = None, num_cpus: int | None = None, cfg: IngestConfig | None = None) -> None:
+    """Connect to `address` (e.g. "auto" inside a cluster) or start a local Ray without dashboard.
+
+    With `cfg`, every worker also loads the models the config's stages use (once per worker).
+    """
+    if not ray.is_initialized():
+        _start(address, num_cpus)
+    if cfg is not None:  # no slot (GPUs asked for, none there): extract_on_ray reports it clearly
+        warm = ray.remote(num_cpus=1, num_gpus=cfg.gpus_per_episode)(_warm_models)
+        ray.get([warm.remote(cfg) for _ in range(_worker_slots(cfg))])
+
+
+def _worker_slots(cfg: IngestConfig) -> int:
+    """How many episode tasks can run at once on this cluster."""
+    res = ray.cluster_resources()
+    slots = int(res.get("CPU", 1))
+    if cfg.gpus_per_episode > 0:
+        slots = min(slots, int(res.get("GPU", 0) / cfg.gpus_per_episode))
+    return slots
+
+
+def _warm_models(cfg: IngestConfig) -> None:
+    from tasks.runner import warm_models
+
+    warm_models(cfg)
+
+
+def _start(address: str | None, num_cpus: int | None) -> None:
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     env = {"env_vars": {k: os.environ.get(k, v) for k, v in _WORKER_ENV.items()}}
     if address:

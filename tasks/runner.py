@@ -56,6 +56,25 @@ def schemas(cfg: IngestConfig) -> dict[str, pa.Schema]:
     }
 
 
+def warm_models(cfg: IngestConfig) -> None:
+    """Load the models `cfg`'s stages use into this process's caches (a worker does it once).
+
+    Model loading is set-up, like starting the worker: done before a run's clock starts, it is
+    not paid again by every episode, nor by two workers racing for the same cores mid-run.
+    """
+    if cfg.captions.backend != "off":
+        from models.text_embedder import load_embedder
+
+        load_embedder()
+    if cfg.depth.backend == "depth-anything":
+        from models.depth_anything import load_depth_anything
+
+        try:
+            load_depth_anything(cfg.depth.model, cfg.depth.device)
+        except Exception:  # noqa: BLE001 - a missing model is reported per episode, as data
+            pass
+
+
 def run_stages(
     src: EpisodeSource,
     cfg: IngestConfig,

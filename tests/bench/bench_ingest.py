@@ -64,7 +64,7 @@ def flow_fps(corpus: Path, workers: int, cfg: IngestConfig) -> tuple[float, int]
     ray.shutdown()
     from tasks.ray_runner import ensure_ray
 
-    ensure_ray(num_cpus=workers)  # includes starting and warming the workers: not timed
+    ensure_ray(num_cpus=workers, cfg=cfg)  # starting the workers and loading their models: not timed
     root = Path(tempfile.mkdtemp(prefix="mu0-bench-"))
     t0 = time.perf_counter()
     report = ingest(str(corpus), str(root / "traces"), cfg)
