@@ -145,6 +145,10 @@ class FilterConfig(_Frozen):
     z_weight: float = Field(0.1, ge=0, description="weight of depth (m) against pixels in the motion test")
     min_track_coverage: float = Field(0.6, ge=0, le=1, description="reject episodes below this patch coverage")
     coverage_grid: int = Field(16, ge=1, description="coverage is measured on a grid of this many cells per side")
+    rigid_group_tol_m: float = Field(
+        0.03, gt=0, description="moving tracks whose separation changes less than this (median) form one entity"
+    )
+    rigid_group_min_frames: int = Field(5, ge=2, description="frames two tracks must share to be compared")
 
 
 class RetargetConfig(_Frozen):

@@ -21,6 +21,7 @@ from tasks.config import IngestConfig
 from tasks.captions import caption
 from tasks.decode import decode
 from tasks.depth import estimate_depth
+from tasks.entities import group_entities
 from tasks.errors import ConfigurationError, EpisodeInputError
 from tasks.lift import lift
 from tasks.motion_filter import filter_tracks
@@ -39,6 +40,7 @@ STAGES: list[tuple[str, Stage]] = [
     ("track", track),
     ("lift", lambda ep, cfg: lift(ep, cfg.lift)),
     ("filter", lambda ep, cfg: filter_tracks(ep, cfg.filter)),
+    ("entities", group_entities),
     ("samples", lambda ep, cfg: build_samples(ep, cfg.retarget)),
     ("captions", caption),
 ]
