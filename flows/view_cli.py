@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-import time
+import signal
+import threading
 from pathlib import Path
 from typing import Optional
 
@@ -53,11 +54,14 @@ def view_cli(
     except OSError as exc:
         err_console.print(f"[red]mu0 view:[/red] cannot serve on {host}:{port}: {exc}", highlight=False)
         raise typer.Exit(code=1) from None
-    try:  # the URL is printed inside: a Ctrl-C right after it still stops cleanly
+    # Ctrl-C / SIGTERM set an event instead of raising KeyboardInterrupt wherever the main thread
+    # happens to be (inside a library's lock, say), which can leave the process unable to exit.
+    stop = threading.Event()
+    previous = {sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
         console.print(f"episode {episode_id[:12]} ({scene.n_frames} frames) at {viewer.url}  (Ctrl-C to stop)")
-        while True:
-            time.sleep(1.0)
-    except KeyboardInterrupt:
-        pass
+        stop.wait()
     finally:
         viewer.stop()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
