@@ -143,6 +143,13 @@ def demo(
         console.print(f"{s.num_rows} sample frames; frame {row['frame']} has {len(row['keypoints_uv'])} moving keypoints")
         fut = [tuple(round(x, 3) for x in p) for p, ok in zip(row["future"][0], row["future_valid"][0]) if ok]
         console.print(f"keypoint 0 at {tuple(round(x, 1) for x in row['keypoints_uv'][0])} px; future (u px, v px, z m): {fut[:4]} ...")
+        from models.text_embedder import embed_texts
+
+        console.print(f"\n>>> mu0 query {dataset} --like 'open the drawer' --limit 3")
+        hits = query.search(dataset, "captions", vector=embed_texts(["open the drawer"])[0], limit=3,
+                            columns=["level", "start_frame", "end_frame", "instruction_1"])
+        for h in hits.to_pylist():
+            console.print(f"  {h['level']} (frames {h['start_frame']}-{h['end_frame']}): {h['instruction_1']}", markup=False)
     raise typer.Exit(code=0 if report.success else 1)
 
 
