@@ -12,8 +12,6 @@ rarely to judge stay -1. Entities are rigid groups, not named bodies: on Meta-Wo
 
 from __future__ import annotations
 
-import warnings
-
 import numpy as np
 from scipy.cluster.hierarchy import fcluster, linkage
 from scipy.spatial.distance import squareform
@@ -26,24 +24,21 @@ UNKNOWN = 2.0  # meters: the separation-change "distance" of a pair never seen t
 
 def separation_change(xyz: np.ndarray, visible: np.ndarray, min_common: int) -> np.ndarray:
     """(N, N) median |d_ij(t) - d_ij(t0)| over frames t both tracks are seen (t0: their first shared frame)."""
-    n = len(xyz)
-    seen = visible & np.isfinite(xyz).all(-1)
-    out = np.full((n, n), UNKNOWN)
+    seen = visible & np.isfinite(xyz).all(-1)  # (N, T)
+    both = seen[:, None, :] & seen[None, :, :]  # (N, N, T)
+    d = np.linalg.norm(xyz[:, None] - xyz[None, :], axis=-1)  # (N, N, T)
+    ref = np.take_along_axis(d, np.argmax(both, axis=2)[..., None], axis=2)
+    change = np.where(both, np.abs(d - ref), np.inf)
+    change.sort(axis=2)  # the shared frames first, in order: the median is in the middle of them
+    count = both.sum(2)
+    lo = np.take_along_axis(change, np.maximum(count - 1, 0)[..., None] // 2, axis=2)[..., 0]
+    hi = np.take_along_axis(change, (count // 2)[..., None], axis=2)[..., 0] if change.shape[2] else lo
+    out = np.where(count >= min_common, 0.5 * (lo + np.where(count % 2, lo, hi)), UNKNOWN)
     np.fill_diagonal(out, 0.0)
-    for i in range(n - 1):
-        both = seen[i] & seen[i + 1 :]  # (n-i-1, T)
-        d = np.linalg.norm(xyz[i + 1 :] - xyz[i], axis=-1)  # (n-i-1, T); NaN where unseen
-        d = np.where(both, d, np.nan)
-        count = both.sum(1)
-        first = np.argmax(both, axis=1)
-        ref = d[np.arange(len(d)), first]
-        with warnings.catch_warnings():  # pairs never seen together: all-NaN rows, masked just below
-            warnings.simplefilter("ignore", RuntimeWarning)
-            change = np.nanmedian(np.abs(d - ref[:, None]), axis=1)
-        ok = count >= min_common
-        out[i, i + 1 :][ok] = change[ok]
-        out[i + 1 :, i][ok] = change[ok]
     return out
+
+
+MAX_FRAMES = 24  # rigidity shows on a few frames: compare on at most this many, evenly spaced
 
 
 def cluster_moving(xyz: np.ndarray, visible: np.ndarray, tol_m: float, min_common: int) -> np.ndarray:
@@ -53,7 +48,8 @@ def cluster_moving(xyz: np.ndarray, visible: np.ndarray, tol_m: float, min_commo
         return np.zeros(0, np.int32)
     if n == 1:
         return np.ones(1, np.int32)
-    dist = separation_change(xyz, visible, min_common)
+    stride = -(-xyz.shape[1] // MAX_FRAMES)
+    dist = separation_change(xyz[:, ::stride], visible[:, ::stride], max(2, -(-min_common // stride)))
     labels = fcluster(linkage(squareform(dist, checks=False), method="average"), t=tol_m, criterion="distance")
     ids, counts = np.unique(labels, return_counts=True)
     order = ids[np.argsort(-counts, kind="stable")]

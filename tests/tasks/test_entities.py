@@ -45,3 +45,17 @@ def test_tracks_never_seen_together_stay_unknown():
     visible[2, 12:] = True  # shares no frame with the others
     ids = cluster_moving(xyz, visible, tol_m=0.02, min_common=5)
     assert ids[0] == ids[1] > 0 and ids[2] == -1
+
+
+def test_separation_change_is_the_median_over_shared_frames():
+    rng = np.random.default_rng(3)
+    xyz = rng.normal(size=(6, 15, 3))
+    visible = rng.random((6, 15)) > 0.3
+    got = separation_change(xyz, visible, min_common=2)
+    for i in range(6):
+        for j in range(6):
+            both = visible[i] & visible[j]
+            if i == j or both.sum() < 2:
+                continue
+            d = np.linalg.norm(xyz[i] - xyz[j], axis=-1)[both]
+            assert np.isclose(got[i, j], np.median(np.abs(d - d[0]))), (i, j)
