@@ -40,3 +40,18 @@ def test_sim_writes_episode_directories(tmp_path):
     assert res.exit_code == 0, res.output
     (ep,) = [p for p in tmp_path.iterdir() if p.is_dir()]
     assert {"video.mp4", "depth.npy", "cameras.npz", "meta.json", "actions.npy", "states.npy"} <= {p.name for p in ep.iterdir()}
+
+
+def test_backend_flags_reach_the_config_and_bad_values_are_refused(prefect_harness, sim_corpus, tmp_path):
+    bad = runner.invoke(app, ["ingest", str(sim_corpus), "--dataset", str(tmp_path / "x"), "--captions", "poetry"])
+    assert bad.exit_code == 2 and "template" in text(bad)  # the error lists the accepted values
+    one = sorted(p for p in sim_corpus.iterdir() if p.is_dir())[0]
+    dataset = tmp_path / "ds"
+    res = runner.invoke(app, ["ingest", str(one), "--dataset", str(dataset), "--preset", "sim", "--sequential",
+                              "--captions", "off"])
+    assert res.exit_code == 0, res.output
+    from storage import query
+
+    assert "captions" not in query.counts(str(dataset))  # no captions were made, so no table
+    [row] = query.episodes(str(dataset), columns=["config"]).to_pylist()
+    assert '"captions":{"backend":"off"' in row["config"]
