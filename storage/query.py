@@ -9,6 +9,7 @@ is the caller's job: storage never imports models.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 
 import lance
 import numpy as np
@@ -29,7 +30,8 @@ class QueryError(ValueError):
     """A query that cannot run: unknown table, bad SQL, unknown version or tag, missing dataset."""
 
 
-def _quote(value: str) -> str:
+def quote(value: str) -> str:
+    """A string as an SQL literal for Lance filters."""
     return "'" + value.replace("'", "''") + "'"
 
 
@@ -86,10 +88,10 @@ def search(
     names = set(ds.schema.names)
     preds = [f"({where})"] if where else []
     if episode is not None:
-        preds.append(f"episode_id = {_quote(episode)}")
+        preds.append(f"episode_id = {quote(episode)}")
     if skills:
         _need(names, "skill_labels", table, "--skill")
-        preds.append(f"array_has_any(skill_labels, [{', '.join(_quote(s) for s in skills)}])")
+        preds.append(f"array_has_any(skill_labels, [{', '.join(quote(s) for s in skills)}])")
     if text is not None and vector is not None:
         raise QueryError("full-text and vector search cannot be combined in one query; pick one")
     cols = list(columns) if columns else readable_columns(ds)
@@ -139,11 +141,11 @@ def episodes(root: str, where: str | None = None, columns: list[str] | None = No
 
 
 def tracks_of(root: str, episode_id: str) -> pa.Table:
-    return _read(root, "tracks", f"episode_id = {_quote(episode_id)}").sort_by("track_id")
+    return _read(root, "tracks", f"episode_id = {quote(episode_id)}").sort_by("track_id")
 
 
 def samples_of(root: str, episode_id: str) -> pa.Table:
-    return _read(root, "samples", f"episode_id = {_quote(episode_id)}").sort_by("frame")
+    return _read(root, "samples", f"episode_id = {quote(episode_id)}").sort_by("frame")
 
 
 def _read(root: str, name: str, where: str | None = None, columns: list[str] | None = None) -> pa.Table:
@@ -153,15 +155,28 @@ def _read(root: str, name: str, where: str | None = None, columns: list[str] | N
     return ds.to_table(filter=where, columns=columns)
 
 
-def frame_jpeg(root: str, episode_id: str, frame: int) -> bytes:
-    """The stored JPEG of stored frame `frame` (blob columns are read lazily, one file slice)."""
+def frame_blobs(root: str, episode_id: str, frames: Sequence[int], column: str) -> list[bytes | None]:
+    """Blob `column` ("jpeg" or "depth_png16") of stored frames `frames`, in that order (None where null).
+
+    Blob columns are read lazily: one file slice per frame asked for.
+    """
     ds = open_table(root, "frames")
     if ds is None:
         raise FileNotFoundError(f"{root} has no 'frames' table yet (nothing ingested?)")
-    hit = ds.to_table(columns=["frame"], filter=f"episode_id = {_quote(episode_id)} AND frame = {int(frame)}", with_row_id=True)
-    if hit.num_rows == 0:
-        raise KeyError(f"no frame {frame} of episode {episode_id}")
-    return ds.take_blobs("jpeg", ids=[hit["_rowid"][0].as_py()])[0].read()
+    hit = ds.to_table(columns=["frame", column], filter=f"episode_id = {quote(episode_id)}", with_row_id=True)
+    rowid = dict(zip(hit["frame"].to_pylist(), hit["_rowid"].to_pylist()))
+    missing = [f for f in frames if f not in rowid]
+    if missing:
+        raise KeyError(f"frames {missing[:5]} of episode {episode_id[:12]} are not stored")
+    present = dict(zip(hit["frame"].to_pylist(), hit[column].is_valid().to_pylist()))
+    want = [int(f) for f in frames if present[f]]
+    blobs = dict(zip(want, (b.read() for b in ds.take_blobs(column, ids=[rowid[f] for f in want])))) if want else {}
+    return [blobs.get(int(f)) for f in frames]
+
+
+def frame_jpeg(root: str, episode_id: str, frame: int) -> bytes:
+    """The stored JPEG of stored frame `frame`."""
+    return frame_blobs(root, episode_id, [frame], "jpeg")[0]
 
 
 def counts(root: str) -> dict[str, int]:

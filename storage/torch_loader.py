@@ -21,13 +21,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-import cv2
 import numpy as np
 import pyarrow as pa
 import torch
 from torch.utils.data import DataLoader, Dataset
 
 from storage.dataset import open_table
+from storage.frame_codec import decode_depth_png16, decode_jpeg
 
 Split = Literal["train", "eval", "all"]
 SAMPLE_COLUMNS = ["episode_id", "frame", "keypoints_uv", "future", "future_valid", "history", "history_valid", "cluster_id"]
@@ -64,22 +64,6 @@ def sample_arrays(row: pa.Table) -> dict[str, Any]:
         "history_valid": _nested(row.column("history_valid"), Lh).astype(bool),
         "cluster_id": _nested(row.column("cluster_id")).astype(np.int64),
     }
-
-
-def decode_jpeg(data: bytes) -> np.ndarray:
-    """JPEG bytes -> RGB uint8 (H, W, 3)."""
-    bgr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
-    if bgr is None:
-        raise ValueError("could not decode the stored JPEG")
-    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-
-
-def decode_depth_png16(data: bytes) -> np.ndarray:
-    """16-bit PNG of millimetres -> float32 meters (H, W); 0 = unknown."""
-    mm = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
-    if mm is None:
-        raise ValueError("could not decode the stored depth PNG")
-    return mm.astype(np.float32) / 1000.0
 
 
 @dataclass

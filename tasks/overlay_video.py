@@ -17,7 +17,9 @@ import numpy as np
 import pyarrow as pa
 
 from storage.query import samples_of
-from tasks.scene import EpisodeScene, decode_jpeg_rgb, load_scene, read_frame_blobs
+from storage.frame_codec import decode_jpeg
+from storage.query import frame_blobs
+from tasks.scene import EpisodeScene, load_scene
 
 SHIFT = 4  # cv2 fixed-point bits: sub-pixel polylines
 DOT_RADIUS_PX = 2
@@ -68,7 +70,7 @@ def draw_future_traces(
 def overlay_frame(scene: EpisodeScene, samples: pa.Table, frame: int, rgb: np.ndarray | None = None) -> np.ndarray:
     """Stored frame `frame` with its future traces drawn (the raw frame when it has no sample)."""
     if rgb is None:
-        rgb = decode_jpeg_rgb(read_frame_blobs(scene.root, scene.episode_id, [frame], "jpeg")[0])
+        rgb = decode_jpeg(frame_blobs(scene.root, scene.episode_id, [frame], "jpeg")[0])
     uv, valid, track = future_traces(samples, frame)
     return draw_future_traces(rgb, uv, valid, scene.colors[track]) if len(track) else rgb
 
@@ -95,8 +97,8 @@ def write_overlay_mp4(root: str, episode_id: str, path: str | Path, fps: float |
         stream = container.add_stream("libx264", rate=rate)
         stream.width, stream.height, stream.pix_fmt = W, H, "yuv420p"
         stream.options = {"crf": str(crf)}
-        for t, jpeg in zip(frames, read_frame_blobs(root, episode_id, frames, "jpeg")):
-            rgb = overlay_frame(scene, samples, t, decode_jpeg_rgb(jpeg))
+        for t, jpeg in zip(frames, frame_blobs(root, episode_id, frames, "jpeg")):
+            rgb = overlay_frame(scene, samples, t, decode_jpeg(jpeg))
             if rgb.shape[:2] != (H, W):
                 rgb = cv2.copyMakeBorder(rgb, 0, H - rgb.shape[0], 0, W - rgb.shape[1], cv2.BORDER_REPLICATE)
             for packet in stream.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24")):

@@ -12,12 +12,12 @@ from __future__ import annotations
 import datetime as dt
 import json
 
-import cv2
 import lance
 import numpy as np
 import pyarrow as pa
 
 from storage import schema as S
+from storage.frame_codec import encode_depth_png16, encode_jpeg
 from tasks.config import IngestConfig
 from tasks.types import PIPELINE_VERSION, Episode
 
@@ -123,24 +123,11 @@ def sample_rows(ep: Episode, cfg: IngestConfig) -> pa.Table:
     )
 
 
-def _png16_mm(depth: np.ndarray) -> bytes:
-    """Depth (m) as a lossless 16-bit PNG of rounded millimetres; 0 = unknown (NaN, inf, <= 0)."""
-    mm = depth.astype(np.float64)
-    mm *= 1000.0
-    mm[~(mm < np.inf)] = 0.0  # NaN and +inf; -inf and negatives go to 0 in the clip
-    np.rint(mm, out=mm)
-    np.clip(mm, 0, 65535, out=mm)
-    # OpenCV's default PNG settings (level 1, SUB filter, RLE) are its fastest: an explicit
-    # IMWRITE_PNG_COMPRESSION switches to adaptive filtering and is about 2x slower.
-    return cv2.imencode(".png", mm.astype(np.uint16))[1].tobytes()
-
-
 def frame_rows(ep: Episode, cfg: IngestConfig) -> pa.Table:
     if ep.frames is None or ep.status == "failed":
         return S.FRAMES.empty_table()
-    q = [cv2.IMWRITE_JPEG_QUALITY, cfg.jpeg_quality]
-    jpegs = [cv2.imencode(".jpg", cv2.cvtColor(f, cv2.COLOR_RGB2BGR), q)[1].tobytes() for f in ep.frames]
-    depths = [None] * len(jpegs) if ep.depth is None else [_png16_mm(d) for d in ep.depth]
+    jpegs = [encode_jpeg(f, cfg.jpeg_quality) for f in ep.frames]
+    depths = [None] * len(jpegs) if ep.depth is None else [encode_depth_png16(d) for d in ep.depth]
     return pa.table(
         {
             "episode_id": pa.array([ep.source.episode_id] * len(jpegs)),

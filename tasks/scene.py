@@ -9,14 +9,14 @@ stored frame, `K` in pixels of the stored resolution. Depth comes from the `fram
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
 from dataclasses import dataclass
 
-import cv2
 import numpy as np
 import pyarrow as pa
 
 from storage.dataset import open_table
+from storage.frame_codec import decode_depth_png16, decode_jpeg
+from storage.query import frame_blobs, quote
 from tasks.geometry import camera_centers, invert_rigid, transform, unproject
 
 GREY = (150, 150, 150)
@@ -26,7 +26,6 @@ PALETTE = np.array(
      (0, 230, 170), (255, 100, 180), (100, 120, 255), (190, 255, 80)],
     dtype=np.uint8,
 )
-PNG16_CLIPPED_MM = 65535
 
 
 class EpisodeNotFound(LookupError):
@@ -60,10 +59,6 @@ class EpisodeScene:
         return entity_colors(self.cluster_id, self.is_moving)
 
 
-def _quote(value: str) -> str:
-    return "'" + value.replace("'", "''") + "'"
-
-
 def _table(root: str, name: str):
     ds = open_table(root, name)
     if ds is None:
@@ -76,7 +71,7 @@ def resolve_episode(root: str, id_or_prefix: str) -> str:
     prefix = id_or_prefix.strip()
     if not prefix:
         raise EpisodeNotFound("give an episode id (or a unique prefix of one)")
-    ids = _table(root, "episodes").to_table(columns=["episode_id"], filter=f"starts_with(episode_id, {_quote(prefix)})")
+    ids = _table(root, "episodes").to_table(columns=["episode_id"], filter=f"starts_with(episode_id, {quote(prefix)})")
     hits = sorted(set(ids["episode_id"].to_pylist()))
     if not hits:
         raise EpisodeNotFound(f"no episode id starts with {prefix!r} in {root}")
@@ -93,7 +88,7 @@ def _flat(col: pa.ChunkedArray, width: int) -> np.ndarray:
 
 def load_scene(root: str, episode_id: str) -> EpisodeScene:
     """Cameras, intrinsics and world traces of one episode; refuses episodes without samples."""
-    ep = _table(root, "episodes").to_table(filter=f"episode_id = {_quote(episode_id)}")
+    ep = _table(root, "episodes").to_table(filter=f"episode_id = {quote(episode_id)}")
     if ep.num_rows == 0:
         raise EpisodeNotFound(f"no episode {episode_id} in {root}")
     row = ep.slice(0, 1)
@@ -103,7 +98,7 @@ def load_scene(root: str, episode_id: str) -> EpisodeScene:
         why = f": {'; '.join(f'{k}: {v}' for k, v in errors.items())}" if errors else ""
         raise EpisodeNotFound(f"episode {episode_id[:12]} has no samples to show (status {status}{why})")
     T = int(row["n_frames"][0].as_py())
-    tr = _table(root, "tracks").to_table(filter=f"episode_id = {_quote(episode_id)}").sort_by("track_id")
+    tr = _table(root, "tracks").to_table(filter=f"episode_id = {quote(episode_id)}").sort_by("track_id")
     N = tr.num_rows
     xyz = _flat(tr["xyz"], 3).reshape(N, T, 3) if N else np.zeros((0, T, 3))
     vis = np.asarray(tr["visible"].combine_chunks().flatten(), dtype=bool).reshape(N, T) if N else np.zeros((0, T), bool)
@@ -125,44 +120,11 @@ def load_scene(root: str, episode_id: str) -> EpisodeScene:
     )
 
 
-def read_frame_blobs(root: str, episode_id: str, frames: Sequence[int], column: str) -> list[bytes | None]:
-    """Blob `column` ("jpeg" or "depth_png16") of stored frames `frames`, in that order (None where null)."""
-    ds = _table(root, "frames")
-    hit = ds.to_table(columns=["frame", column], filter=f"episode_id = {_quote(episode_id)}", with_row_id=True)
-    rowid = dict(zip(hit["frame"].to_pylist(), hit["_rowid"].to_pylist()))
-    missing = [f for f in frames if f not in rowid]
-    if missing:
-        raise KeyError(f"frames {missing[:5]} of episode {episode_id[:12]} are not stored")
-    present = dict(zip(hit["frame"].to_pylist(), hit[column].is_valid().to_pylist()))
-    want = [int(f) for f in frames if present[f]]
-    blobs = dict(zip(want, (b.read() for b in ds.take_blobs(column, ids=[rowid[f] for f in want])))) if want else {}
-    return [blobs.get(int(f)) for f in frames]
-
-
-def decode_jpeg_rgb(data: bytes) -> np.ndarray:
-    """(H, W, 3) uint8 RGB."""
-    return cv2.cvtColor(cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
-
-
-def decode_depth_png16(data: bytes | None, shape: tuple[int, int] | None = None) -> np.ndarray:
-    """(H, W) float32 meters from the stored 16-bit PNG; NaN where unknown or clipped at the far cap."""
-    if data is None:
-        if shape is None:
-            raise ValueError("frame has no stored depth")
-        return np.full(shape, np.nan, np.float32)
-    mm = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
-    if mm is None or mm.dtype != np.uint16 or mm.ndim != 2:
-        raise ValueError("depth_png16 blob is not a 16-bit single-channel PNG")
-    z = mm.astype(np.float32) / 1000.0
-    z[(mm == 0) | (mm == PNG16_CLIPPED_MM)] = np.nan
-    return z
-
-
 def read_rgbd(scene: EpisodeScene, frame: int) -> tuple[np.ndarray, np.ndarray]:
     """(rgb (H, W, 3) uint8, depth (H, W) float32 m) of one stored frame."""
-    jpeg = read_frame_blobs(scene.root, scene.episode_id, [frame], "jpeg")[0]
-    depth = read_frame_blobs(scene.root, scene.episode_id, [frame], "depth_png16")[0]
-    return decode_jpeg_rgb(jpeg), decode_depth_png16(depth, (scene.height, scene.width))
+    jpeg = frame_blobs(scene.root, scene.episode_id, [frame], "jpeg")[0]
+    depth = frame_blobs(scene.root, scene.episode_id, [frame], "depth_png16")[0]
+    return decode_jpeg(jpeg), decode_depth_png16(depth, (scene.height, scene.width))
 
 
 def point_cloud(

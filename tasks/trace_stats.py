@@ -18,7 +18,8 @@ from pydantic import BaseModel, Field
 
 from models.bspline import delta_scale
 from storage.dataset import open_table
-from storage.torch_loader import dataset_versions, decode_depth_png16
+from storage.frame_codec import decode_depth_png16
+from storage.torch_loader import dataset_versions
 
 STATS_FILE = "stats.json"
 
@@ -70,7 +71,7 @@ def _depth_percentiles(root: str, max_frames: int, seed: int) -> tuple[float, fl
         if not data:
             continue
         d = decode_depth_png16(data)
-        d = d[(d > 0) & (d < 65.5)]  # 65.535 m is the PNG's saturation value, not a measurement
+        d = d[d > 0]  # unknown and the far cap decode to NaN
         if d.size:
             values.append(rng.choice(d, size=min(d.size, 20000), replace=False))
     if not values:

@@ -14,18 +14,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import cv2
 import numpy as np
 import rerun as rr
 
 from tasks.geometry import camera_centers, invert_rigid
+from storage.frame_codec import decode_depth_png16, decode_jpeg
+from storage.query import frame_blobs
 from tasks.scene import (
     EpisodeScene,
-    decode_depth_png16,
-    decode_jpeg_rgb,
     load_scene,
     point_cloud,
-    read_frame_blobs,
     scene_extent,
     trace_heads,
     trace_strips,
@@ -55,8 +53,8 @@ def log_episode(
         static=True,
     )
     frames = list(range(scene.n_frames))
-    jpegs = read_frame_blobs(scene.root, scene.episode_id, frames, "jpeg")
-    depths = read_frame_blobs(scene.root, scene.episode_id, frames, "depth_png16")
+    jpegs = frame_blobs(scene.root, scene.episode_id, frames, "jpeg")
+    depths = frame_blobs(scene.root, scene.episode_id, frames, "depth_png16")
     radius = 0.004 * scene_extent(scene)
     for t, jpeg, png in zip(frames, jpegs, depths):
         rec.set_time("frame_index", sequence=t)
@@ -65,10 +63,9 @@ def log_episode(
         rec.log("world/camera", rr.Transform3D(translation=c2w[:3, 3], mat3x3=c2w[:3, :3]))
         rec.log("world/camera/image", rr.EncodedImage(contents=jpeg, media_type="image/jpeg"))
         if png is not None:
-            mm = cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_UNCHANGED)
-            rec.log("world/camera/depth", rr.DepthImage(mm, meter=1000.0))
             depth = decode_depth_png16(png)
-            pts, colors = point_cloud(depth, decode_jpeg_rgb(jpeg), scene.K, scene.w2c[t], stride, max_depth_m)
+            rec.log("world/camera/depth", rr.DepthImage(np.nan_to_num(depth, nan=0.0), meter=1.0))  # 0: unknown
+            pts, colors = point_cloud(depth, decode_jpeg(jpeg), scene.K, scene.w2c[t], stride, max_depth_m)
             rec.log("world/points", rr.Points3D(pts, colors=colors, radii=radius))
         strips, strip_colors = trace_strips(scene.tracks_xyz, scene.visible, scene.colors, t - trail, t)
         rec.log("world/traces", rr.LineStrips3D(strips, colors=strip_colors, radii=0.5 * radius))

@@ -7,9 +7,10 @@ import cv2
 import numpy as np
 import pytest
 
-from storage.query import samples_of
+from storage.frame_codec import decode_jpeg
+from storage.query import frame_blobs, samples_of
 from tasks.overlay_video import draw_future_traces, future_traces, overlay_frame, overlay_png, write_overlay_mp4
-from tasks.scene import decode_jpeg_rgb, load_scene, read_frame_blobs
+from tasks.scene import load_scene
 from tests.tasks.view_dataset import view_dataset
 
 
@@ -42,7 +43,7 @@ def test_overlay_frame_differs_from_the_raw_frame_on_the_traces(dataset):
     root, eid = dataset
     scene, samples = load_scene(root, eid), samples_of(root, eid)
     t = int(samples["frame"][3].as_py())
-    raw = decode_jpeg_rgb(read_frame_blobs(root, eid, [t], "jpeg")[0])
+    raw = decode_jpeg(frame_blobs(root, eid, [t], "jpeg")[0])
     drawn = overlay_frame(scene, samples, t)
     uv, valid, track = future_traces(samples, t)
     assert len(track) > 5 and valid.sum() > 50
@@ -53,7 +54,7 @@ def test_overlay_frame_differs_from_the_raw_frame_on_the_traces(dataset):
     assert (diff[far] > 0).mean() < 0.01  # and the rest of the frame did not
     # a frame without samples comes back untouched
     no_sample = sorted(set(range(scene.n_frames)) - set(samples["frame"].to_pylist()))[0]
-    raw_last = decode_jpeg_rgb(read_frame_blobs(root, eid, [no_sample], "jpeg")[0])
+    raw_last = decode_jpeg(frame_blobs(root, eid, [no_sample], "jpeg")[0])
     np.testing.assert_array_equal(overlay_frame(scene, samples, no_sample), raw_last)
 
 
@@ -78,7 +79,7 @@ def test_mp4_has_every_frame_at_the_stored_size_with_traces(dataset, tmp_path):
         frames = [f.to_ndarray(format="rgb24") for f in container.decode(video=0)]
     assert len(frames) == scene.n_frames and frames[0].shape == (scene.height, scene.width, 3)
     t = int(samples["frame"][3].as_py())
-    raw = decode_jpeg_rgb(read_frame_blobs(root, eid, [t], "jpeg")[0]).astype(int)
+    raw = decode_jpeg(frame_blobs(root, eid, [t], "jpeg")[0]).astype(int)
     uv, valid, _ = future_traces(samples, t)
     on = trace_mask(uv, valid, raw.shape[:2])
     diff = np.abs(frames[t].astype(int) - raw).sum(-1)

@@ -5,12 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from storage.frame_codec import decode_depth_png16
 from tasks.geometry import camera_centers, intrinsics_from_fov, project
 from tasks.scene import (
     GREY,
     PALETTE,
     EpisodeNotFound,
-    decode_depth_png16,
     entity_colors,
     frustum_corners,
     frustum_segments,
