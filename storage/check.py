@@ -15,6 +15,7 @@ import pyarrow.compute as pc
 
 from storage import schema as S
 from storage.dataset import open_table
+from storage.query import leaf_values
 
 MAX_EXAMPLES = 5
 MAX_REPROJECTION_PX = 0.5  # keypoints_uv is the reprojection of tracks.xyz through camera t
@@ -75,13 +76,6 @@ def check_schema(table: str, stored: pa.Schema) -> Finding:
     return f.record(len(want), bad)
 
 
-def _flat(col: pa.ChunkedArray | pa.Array, depth: int) -> np.ndarray:
-    arr = col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
-    for _ in range(depth):
-        arr = arr.flatten()
-    return arr.to_numpy(zero_copy_only=False)
-
-
 def _row_of(offsets: np.ndarray, items: np.ndarray) -> np.ndarray:
     """Row number of each flattened item index."""
     return np.searchsorted(offsets, items, side="right") - 1
@@ -110,7 +104,7 @@ def _keypoint_frame(samples: pa.Table) -> tuple[np.ndarray, np.ndarray, np.ndarr
 def check_keypoints_in_image(samples: pa.Table, sizes: dict[str, tuple[int, int]]) -> Finding:
     """keypoints_uv inside the image of its episode (pixel centres, half-pixel border included)."""
     f = Finding("samples: keypoints inside the image")
-    uv = _flat(samples["keypoints_uv"], 2).reshape(-1, 2)
+    uv = leaf_values(samples["keypoints_uv"]).reshape(-1, 2)
     eids, frames, _ = _keypoint_frame(samples)
     wh = np.array([sizes.get(e, (0, 0)) for e in eids], np.float64).reshape(-1, 2)
     inside = (uv >= -0.5).all(1) & (uv[:, 0] <= wh[:, 0] - 0.5) & (uv[:, 1] <= wh[:, 1] - 0.5)
@@ -122,12 +116,12 @@ def check_keypoints_in_image(samples: pa.Table, sizes: dict[str, tuple[int, int]
 def check_sample_values(samples: pa.Table) -> Finding:
     """keypoints finite; future/history finite wherever their valid mask is True."""
     f = Finding("samples: finite values where valid")
-    uv = _flat(samples["keypoints_uv"], 2).reshape(-1, 2)
+    uv = leaf_values(samples["keypoints_uv"]).reshape(-1, 2)
     eids, frames, _ = _keypoint_frame(samples)
     bad_kp = ~np.isfinite(uv).all(1)
     for name in ("future", "history"):
-        vals = _flat(samples[name], 3)
-        valid = _flat(samples[f"{name}_valid"], 2).astype(bool)
+        vals = leaf_values(samples[name])
+        valid = leaf_values(samples[f"{name}_valid"]).astype(bool)
         n_steps = valid.size // max(1, len(uv))
         vals = vals.reshape(len(uv), n_steps, 3)
         bad_kp |= (valid.reshape(len(uv), n_steps) & ~np.isfinite(vals).all(-1)).any(1)
@@ -244,8 +238,8 @@ def _pick_pairs(samples: pa.Table, n: int, rng: np.random.Generator) -> list[dic
     eids, frames, _ = _keypoint_frame(samples)
     if len(eids) == 0:
         return []
-    uv = _flat(samples["keypoints_uv"], 2).reshape(-1, 2)
-    tid = _flat(samples["track_id"], 1)
+    uv = leaf_values(samples["keypoints_uv"]).reshape(-1, 2)
+    tid = leaf_values(samples["track_id"])
     pick = rng.choice(len(eids), size=min(n, len(eids)), replace=False)
     return [{"episode_id": eids[i], "frame": int(frames[i]), "track_id": int(tid[i]), "uv": uv[i]} for i in pick]
 

@@ -30,6 +30,17 @@ class QueryError(ValueError):
     """A query that cannot run: unknown table, bad SQL, unknown version or tag, missing dataset."""
 
 
+def leaf_values(col: pa.ChunkedArray | pa.Array, *inner: int) -> np.ndarray:
+    """A (nested) list column's leaf values as one numpy array, shaped (-1, *inner).
+
+    Flattening through Arrow (slicing respected) avoids building Python lists per cell.
+    """
+    arr = col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
+    while pa.types.is_list(arr.type) or pa.types.is_large_list(arr.type) or pa.types.is_fixed_size_list(arr.type):
+        arr = arr.flatten()
+    return arr.to_numpy(zero_copy_only=False).reshape((-1, *inner))
+
+
 def quote(value: str) -> str:
     """A string as an SQL literal for Lance filters."""
     return "'" + value.replace("'", "''") + "'"

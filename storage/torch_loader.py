@@ -28,6 +28,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from storage.dataset import open_table
 from storage.frame_codec import decode_depth_png16, decode_jpeg
+from storage.query import leaf_values
 
 Split = Literal["train", "eval", "all"]
 SAMPLE_COLUMNS = ["episode_id", "frame", "keypoints_uv", "future", "future_valid", "history", "history_valid", "cluster_id"]
@@ -40,16 +41,6 @@ def split_of(episode_id: str, eval_fraction: float) -> Literal["train", "eval"]:
     return "eval" if h < eval_fraction else "train"
 
 
-def _nested(col: pa.ChunkedArray | pa.Array, *inner: int) -> np.ndarray:
-    """list<fixed_size_list<...>> of one row -> numpy (n, *inner) (NaN/False kept as stored)."""
-    arr = col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
-    values = arr.values
-    while isinstance(values, (pa.ListArray, pa.FixedSizeListArray)):
-        values = values.flatten()
-    out = values.to_numpy(zero_copy_only=False)
-    return out.reshape((-1, *inner))
-
-
 def sample_arrays(row: pa.Table) -> dict[str, Any]:
     """One `samples` row (a 1-row table) as numpy: future (N, L, 3), history (N, Lh, 3), ..."""
     L = row.schema.field("future").type.value_type.list_size
@@ -57,12 +48,12 @@ def sample_arrays(row: pa.Table) -> dict[str, Any]:
     return {
         "episode_id": row.column("episode_id")[0].as_py(),
         "frame": int(row.column("frame")[0].as_py()),
-        "keypoints_uv": _nested(row.column("keypoints_uv"), 2).astype(np.float32),
-        "future": _nested(row.column("future"), L, 3).astype(np.float32),
-        "future_valid": _nested(row.column("future_valid"), L).astype(bool),
-        "history": _nested(row.column("history"), Lh, 3).astype(np.float32),
-        "history_valid": _nested(row.column("history_valid"), Lh).astype(bool),
-        "cluster_id": _nested(row.column("cluster_id")).astype(np.int64),
+        "keypoints_uv": leaf_values(row.column("keypoints_uv"), 2).astype(np.float32),
+        "future": leaf_values(row.column("future"), L, 3).astype(np.float32),
+        "future_valid": leaf_values(row.column("future_valid"), L).astype(bool),
+        "history": leaf_values(row.column("history"), Lh, 3).astype(np.float32),
+        "history_valid": leaf_values(row.column("history_valid"), Lh).astype(bool),
+        "cluster_id": leaf_values(row.column("cluster_id")).astype(np.int64),
     }
 
 

@@ -16,21 +16,12 @@ import cv2
 import numpy as np
 import pyarrow as pa
 
-from storage.query import samples_of
 from storage.frame_codec import decode_jpeg
-from storage.query import frame_blobs
+from storage.query import frame_blobs, leaf_values, samples_of
 from tasks.scene import EpisodeScene, load_scene
 
 SHIFT = 4  # cv2 fixed-point bits: sub-pixel polylines
 DOT_RADIUS_PX = 2
-
-
-def _nested(col: pa.ChunkedArray | pa.Array, inner: int) -> np.ndarray:
-    """A list<...fixed-size...> cell flattened to (n, inner) float64."""
-    arr = col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
-    while pa.types.is_list(arr.type) or pa.types.is_fixed_size_list(arr.type) or pa.types.is_large_list(arr.type):
-        arr = arr.flatten()
-    return np.asarray(arr.to_numpy(zero_copy_only=False), dtype=np.float64).reshape(-1, inner)
 
 
 def future_traces(samples: pa.Table, frame: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -40,9 +31,9 @@ def future_traces(samples: pa.Table, frame: int) -> tuple[np.ndarray, np.ndarray
         return np.zeros((0, 0, 2)), np.zeros((0, 0), bool), np.zeros(0, np.int64)
     track = np.asarray(row["track_id"][0].as_py(), np.int64)
     N = len(track)
-    fut = _nested(row["future"].slice(0, 1), 3)
+    fut = leaf_values(row["future"].slice(0, 1), 3).astype(np.float64)
     L = fut.shape[0] // max(N, 1)
-    valid = _nested(row["future_valid"].slice(0, 1), 1).reshape(N, L).astype(bool)
+    valid = leaf_values(row["future_valid"].slice(0, 1)).reshape(N, L).astype(bool)
     uvz = fut.reshape(N, L, 3)
     valid &= np.isfinite(uvz).all(-1)
     return uvz[..., :2], valid, track

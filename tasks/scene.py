@@ -16,7 +16,7 @@ import pyarrow as pa
 
 from storage.dataset import open_table
 from storage.frame_codec import decode_depth_png16, decode_jpeg
-from storage.query import frame_blobs, quote
+from storage.query import frame_blobs, leaf_values, quote
 from tasks.geometry import camera_centers, invert_rigid, transform, unproject
 
 GREY = (150, 150, 150)
@@ -81,11 +81,6 @@ def resolve_episode(root: str, id_or_prefix: str) -> str:
     return hits[0]
 
 
-def _flat(col: pa.ChunkedArray, width: int) -> np.ndarray:
-    """list<fixed_size_list<float32, width>> of one row -> (n, width)."""
-    return np.asarray(col.combine_chunks().flatten().flatten(), dtype=np.float64).reshape(-1, width)
-
-
 def load_scene(root: str, episode_id: str) -> EpisodeScene:
     """Cameras, intrinsics and world traces of one episode; refuses episodes without samples."""
     ep = _table(root, "episodes").to_table(filter=f"episode_id = {quote(episode_id)}")
@@ -100,8 +95,8 @@ def load_scene(root: str, episode_id: str) -> EpisodeScene:
     T = int(row["n_frames"][0].as_py())
     tr = _table(root, "tracks").to_table(filter=f"episode_id = {quote(episode_id)}").sort_by("track_id")
     N = tr.num_rows
-    xyz = _flat(tr["xyz"], 3).reshape(N, T, 3) if N else np.zeros((0, T, 3))
-    vis = np.asarray(tr["visible"].combine_chunks().flatten(), dtype=bool).reshape(N, T) if N else np.zeros((0, T), bool)
+    xyz = leaf_values(tr["xyz"], 3).astype(np.float64).reshape(N, T, 3) if N else np.zeros((0, T, 3))
+    vis = leaf_values(tr["visible"]).astype(bool).reshape(N, T) if N else np.zeros((0, T), bool)
     return EpisodeScene(
         root=root,
         episode_id=episode_id,
@@ -110,7 +105,7 @@ def load_scene(root: str, episode_id: str) -> EpisodeScene:
         height=int(row["height"][0].as_py()),
         fps=float(row["fps"][0].as_py() or 10.0),
         K=np.asarray(row["K"][0].as_py(), np.float64).reshape(3, 3),
-        w2c=_flat(row["w2c"], 16).reshape(-1, 4, 4),
+        w2c=leaf_values(row["w2c"], 16).astype(np.float64).reshape(-1, 4, 4),
         tracks_xyz=xyz,
         visible=vis & np.isfinite(xyz).all(-1),
         cluster_id=np.asarray(tr["cluster_id"].to_numpy(zero_copy_only=False), np.int64) if N else np.zeros(0, np.int64),
