@@ -12,7 +12,6 @@ import json
 from dataclasses import dataclass
 
 import numpy as np
-import pyarrow as pa
 
 from storage.dataset import open_table
 from storage.frame_codec import decode_depth_png16, decode_jpeg
