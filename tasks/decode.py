@@ -16,7 +16,7 @@ import numpy as np
 
 from tasks.config import DecodeConfig, IngestConfig
 from tasks.errors import ConfigurationError, EpisodeInputError
-from tasks.intrinsics import intrinsics_from_metadata, video_metadata
+from tasks.intrinsics import check_pinhole, intrinsics_from_metadata, video_metadata
 from tasks.types import Episode, EpisodeSource
 
 MAX_INVALID_DEPTH_FRACTION = 0.5
@@ -119,8 +119,7 @@ def read_cameras(path: Path, n_src: int, index: np.ndarray) -> tuple[np.ndarray,
         if not np.allclose(K, K[0], rtol=1e-4):
             raise EpisodeInputError(f"{path}: per-frame intrinsics that change over time are not supported")
         K = K[0]
-    if K.shape != (3, 3) or not np.isfinite(K).all() or K[0, 0] <= 0 or K[1, 1] <= 0:
-        raise EpisodeInputError(f"{path}: K must be a finite (3,3) or (T,3,3) pinhole matrix, got {K.shape}")
+    check_pinhole(K, str(path), accepted="(3,3) or (T,3,3) pinhole matrix")
     if w2c is not None:
         if w2c.shape != (n_src, 4, 4) or not np.isfinite(w2c).all():
             raise EpisodeInputError(f"{path}: w2c has shape {w2c.shape}, expected finite (T,4,4) with T={n_src}")

@@ -46,8 +46,6 @@ def predict_depth(frames: np.ndarray, cfg: DepthConfig) -> np.ndarray:
 def estimate_depth(ep: Episode, cfg: IngestConfig) -> Episode:
     if cfg.depth.backend == "given":
         return ensure_intrinsics(ep, cfg.depth)
-    if cfg.depth.backend != "depth-anything":
-        raise ConfigurationError(f"depth backend {cfg.depth.backend!r} is not implemented")
     predicted = predict_depth(ep.frames, cfg.depth)
     ratio = median_depth_ratio(predicted, ep.depth, cfg.depth.min_given_px)
     if cfg.depth.scale_to_given and np.isfinite(ratio) and ratio > 0:

@@ -62,10 +62,14 @@ def camera_centers(w2c: np.ndarray) -> np.ndarray:
     return invert_rigid(w2c)[..., :3, 3]
 
 
+def pinhole(width: int, height: int, focal_px: float) -> np.ndarray:
+    """K with square pixels and the principal point at the image centre ((W-1)/2, (H-1)/2)."""
+    return np.array([[focal_px, 0, (width - 1) / 2], [0, focal_px, (height - 1) / 2], [0, 0, 1]], dtype=np.float64)
+
+
 def intrinsics_from_fov(width: int, height: int, fovy_deg: float) -> np.ndarray:
-    """Pinhole K for a vertical field of view, principal point at the image centre ((W-1)/2, (H-1)/2)."""
-    f = 0.5 * height / np.tan(np.deg2rad(fovy_deg) / 2)
-    return np.array([[f, 0, (width - 1) / 2], [0, f, (height - 1) / 2], [0, 0, 1]], dtype=np.float64)
+    """Pinhole K for a vertical field of view."""
+    return pinhole(width, height, 0.5 * height / np.tan(np.deg2rad(fovy_deg) / 2))
 
 
 def sample_bilinear(img: np.ndarray, uv: np.ndarray) -> np.ndarray:

@@ -18,6 +18,7 @@ import numpy as np
 
 from tasks.config import DepthConfig
 from tasks.errors import EpisodeInputError
+from tasks.geometry import intrinsics_from_fov, pinhole
 from tasks.types import Episode
 
 FULL_FRAME_DIAGONAL_MM = math.hypot(36.0, 24.0)  # 35 mm-equivalent focal lengths refer to this diagonal
@@ -26,14 +27,12 @@ _FOCAL_35MM_SUFFIXES = ("focal_length.35mm_equivalent", "focal_length_35mm", "fo
 
 def intrinsics_from_hfov(width: int, height: int, hfov_deg: float) -> np.ndarray:
     """K for a horizontal field of view: f = (W/2) / tan(hfov/2), square pixels, centred principal point."""
-    f = 0.5 * width / math.tan(math.radians(hfov_deg) / 2)
-    return np.array([[f, 0, (width - 1) / 2], [0, f, (height - 1) / 2], [0, 0, 1]], dtype=np.float64)
+    return pinhole(width, height, 0.5 * width / math.tan(math.radians(hfov_deg) / 2))
 
 
 def intrinsics_from_focal_35mm(width: int, height: int, focal_35mm: float) -> np.ndarray:
     """K from a 35 mm-equivalent focal length: the image diagonal plays the full-frame diagonal (43.27 mm)."""
-    f = focal_35mm * math.hypot(width, height) / FULL_FRAME_DIAGONAL_MM
-    return np.array([[f, 0, (width - 1) / 2], [0, f, (height - 1) / 2], [0, 0, 1]], dtype=np.float64)
+    return pinhole(width, height, focal_35mm * math.hypot(width, height) / FULL_FRAME_DIAGONAL_MM)
 
 
 def video_metadata(path: str | Path) -> dict[str, str]:
@@ -48,9 +47,10 @@ def video_metadata(path: str | Path) -> dict[str, str]:
     return {str(k).lower(): str(v) for k, v in tags.items()}
 
 
-def _check_K(K: np.ndarray, where: str) -> np.ndarray:
+def check_pinhole(K: np.ndarray, where: str, accepted: str = "3x3 pinhole matrix (or 9 numbers)") -> np.ndarray:
+    """`K` if it is a finite 3x3 matrix with positive focal lengths; else a bad-input error naming `where`."""
     if K.shape != (3, 3) or not np.isfinite(K).all() or K[0, 0] <= 0 or K[1, 1] <= 0:
-        raise EpisodeInputError(f"{where}: K must be a finite 3x3 pinhole matrix (or 9 numbers), got shape {K.shape}")
+        raise EpisodeInputError(f"{where}: K must be a finite {accepted}, got shape {K.shape}")
     return K
 
 
@@ -75,15 +75,14 @@ def intrinsics_from_metadata(
             K = np.asarray(meta["K"], dtype=np.float64).reshape(3, 3)
         except (TypeError, ValueError):
             raise EpisodeInputError(f"{where}: K must be a 3x3 matrix (or 9 numbers), got {meta['K']!r}") from None
-        return _check_K(K, where), f"{where} K"
+        return check_pinhole(K, where), f"{where} K"
     for key in ("hfov_deg", "fov_deg"):
         deg = _fov(meta, key, where)
         if deg is not None:
             return intrinsics_from_hfov(width, height, deg), f"{where} {key}={deg:g}"
     deg = _fov(meta, "vfov_deg", where)
     if deg is not None:
-        hfov = math.degrees(2 * math.atan(width / height * math.tan(math.radians(deg) / 2)))
-        return intrinsics_from_hfov(width, height, hfov), f"{where} vfov_deg={deg:g}"
+        return intrinsics_from_fov(width, height, deg), f"{where} vfov_deg={deg:g}"
     for key, value in tags.items():
         if key.endswith(_FOCAL_35MM_SUFFIXES):
             try:
