@@ -14,7 +14,7 @@ console = Console()
 
 def pretrain_cli(
     dataset: str = typer.Argument(..., help="Lance trace dataset root (written by `mu0 ingest`)"),
-    out: Path = typer.Option(Path("runs/mu0"), help="checkpoint directory (<out>/step-XXXXXX/)"),
+    out: Path = typer.Option(Path("runs/mu0"), help="checkpoint directory (<out>/step-<step:06d>/)"),
     preset: str = typer.Option("mu0-tiny", help="model preset: mu0-tiny | mu0-full"),
     steps: int = typer.Option(1000, min=1, help="total optimiser steps (a resumed run continues to this)"),
     batch_size: int = typer.Option(8, min=1),
@@ -58,7 +58,7 @@ def _pretrain_config(preset, steps, batch_size, lr, max_keypoints, eval_fraction
 
 def evaluate_cli(
     dataset: str = typer.Argument(..., help="Lance trace dataset root"),
-    checkpoint: Optional[Path] = typer.Option(None, help="a step-XXXXXX directory; omit to score the baselines only"),
+    checkpoint: Optional[Path] = typer.Option(None, help="a step-<step:06d> directory; omit to score the baselines only"),
     split: str = typer.Option("eval", help="eval | train | all"),
     eval_fraction: float = typer.Option(0.05, min=0.0, max=1.0),
     keypoints: int = typer.Option(16, min=1, help="keypoints per slot"),
@@ -93,7 +93,7 @@ def evaluate_cli(
 
 
 def predict_cli(
-    checkpoint: Path = typer.Option(..., help="a step-XXXXXX checkpoint directory"),
+    checkpoint: Path = typer.Option(..., help="a step-<step:06d> checkpoint directory"),
     dataset: str = typer.Option(..., help="Lance trace dataset root"),
     episode: str = typer.Option(..., help="episode id (a unique prefix is enough)"),
     frame: int = typer.Option(..., min=0, help="stored frame index t (a frame with samples)"),

@@ -101,7 +101,7 @@ def load_optimizer_state(optimizer: torch.optim.Optimizer, ckpt_dir: str | Path)
 
 
 def latest_checkpoint(root: str | Path) -> Path | None:
-    """The `step-XXXXXX` directory under `root` with the highest step that has trainer_state.json."""
+    """The `step-<step:06d>` directory under `root` with the highest step that has trainer_state.json."""
     root = Path(root)
     if not root.is_dir():
         return None

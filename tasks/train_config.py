@@ -24,7 +24,7 @@ class PretrainConfig(BaseModel, frozen=True):
     num_workers: int = Field(0, ge=0, description="DataLoader worker processes (spawned)")
     checkpoint_every: int = Field(500, ge=1, description="save a checkpoint every this many steps (and at the end)")
     log_every: int = Field(10, ge=1, description="log losses every this many steps")
-    out_dir: str = Field("runs/mu0", description="checkpoints go to <out_dir>/step-XXXXXX/")
+    out_dir: str = Field("runs/mu0", description="checkpoints go to <out_dir>/step-<step:06d>/")
     resume: bool = Field(True, description="continue from the latest checkpoint in out_dir when there is one")
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto: CUDA when available")
     bf16: bool = Field(True, description="bf16 autocast on CUDA (ignored on CPU)")

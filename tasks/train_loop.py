@@ -1,6 +1,6 @@
 """The μ0 pretraining loop and its checkpoints (no Prefect here; `flows/pretrain.py` wraps it).
 
-A checkpoint directory `<out>/step-XXXXXX/` is `models/checkpoint.py`'s (safetensors weights and
+A checkpoint directory `<out>/step-<step:06d>/` is `models/checkpoint.py`'s (safetensors weights and
 optimizer state, config.json, trainer_state.json with the step) plus `run.json` (dataset, run
 config) and `trace_stats.json`: the `delta_scale` the targets were scaled with belongs to the weights, so
 evaluation and prediction de-normalise with it, not with whatever the dataset holds later.
