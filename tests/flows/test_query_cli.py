@@ -12,8 +12,7 @@ from flows.cli import app
 from storage.dataset import open_table
 from storage.writer import ensure_indexes
 from tests.flows.test_cli import text
-from tests.storage.test_check import edit_leaf, overwrite, replace
-from tests.storage.test_query import captions_table, ingested_copy, write
+from tests.storage.datasets import captions_table, edit_leaf, ingested_copy, overwrite, replace, write
 
 runner = CliRunner()
 

@@ -5,15 +5,14 @@ from __future__ import annotations
 import json
 import shutil
 
-import lance
 import numpy as np
 import pyarrow as pa
 import pytest
 
 from storage import check as C
 from storage import schema as S
-from storage.dataset import open_table, table_uri
-from tests.storage.test_query import ingested_copy
+from storage.dataset import open_table
+from tests.storage.datasets import edit_leaf, ingested_copy, overwrite, replace
 
 
 @pytest.fixture(scope="module")
@@ -31,32 +30,6 @@ def copy(fresh, tmp_path):
 
 def failing(root: str, **kw) -> dict[str, C.Finding]:
     return {f.check: f for f in C.check_dataset(root, **kw) if not f.ok}
-
-
-def overwrite(root: str, name: str, table: pa.Table) -> None:
-    ds = open_table(root, name)
-    lance.write_dataset(table, table_uri(root, name), schema=ds.schema, mode="overwrite")
-
-
-def edit_leaf(col: pa.ChunkedArray, depth: int, edit) -> pa.Array:
-    """Rebuild a nested list column after `edit(values)` changes its flattened leaf values in place."""
-    arr = col.combine_chunks()
-    levels = [arr]
-    for _ in range(depth):
-        levels.append(levels[-1].values)
-    leaf = levels[-1].to_numpy(zero_copy_only=False).copy()
-    edit(leaf)
-    out = pa.array(leaf, levels[-1].type)
-    for parent in reversed(levels[:-1]):
-        if isinstance(parent, pa.FixedSizeListArray):
-            out = pa.FixedSizeListArray.from_arrays(out, parent.type.list_size)
-        else:
-            out = pa.ListArray.from_arrays(parent.offsets, out)
-    return out
-
-
-def replace(table: pa.Table, name: str, column: pa.Array) -> pa.Table:
-    return table.set_column(table.schema.get_field_index(name), table.schema.field(name), column)
 
 
 def test_a_fresh_ingest_passes_every_check(fresh):

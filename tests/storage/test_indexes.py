@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 
 import storage.writer as W
 from storage import query
 from storage.dataset import describe, open_table
 from storage.writer import ensure_indexes, vector_partitions
-from tests.storage.test_query import CAPTIONS, captions_table, unit_vectors, write
+from tests.storage.datasets import CAPTIONS, captions_table, unit_vectors, write
 
 
 def kinds(root: str, table: str = "captions") -> dict[str, tuple[str, int]]:

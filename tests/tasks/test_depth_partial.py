@@ -10,7 +10,7 @@ from tasks.config import get_preset, with_overrides
 from tasks.depth import predict_depth
 from tasks.runner import STAGES, run_stages
 from tasks.types import EpisodeSource
-from tests.tasks.test_intrinsics import write_video
+from tests.tasks.videos import write_video
 
 DECODE_AND_DEPTH = STAGES[:2]
 

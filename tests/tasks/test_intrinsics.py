@@ -3,7 +3,6 @@
 import json
 import math
 
-import av
 import numpy as np
 import pytest
 
@@ -13,22 +12,9 @@ from tasks.errors import EpisodeInputError
 from tasks.geometry import project
 from tasks.intrinsics import ensure_intrinsics, intrinsics_from_hfov, intrinsics_from_metadata
 from tasks.types import Episode, EpisodeSource
+from tests.tasks.videos import write_video
 
 PLAIN = {"depth.backend": "depth-anything", "pose.backend": "open3d"}
-
-
-def write_video(path, n=6, w=64, h=48, tags=None):
-    opts = {"movflags": "use_metadata_tags"} if tags else {}
-    with av.open(str(path), "w", options=opts) as c:
-        c.metadata.update(tags or {})
-        s = c.add_stream("libx264", rate=10)
-        s.width, s.height, s.pix_fmt = w, h, "yuv420p"
-        for i in range(n):
-            for p in s.encode(av.VideoFrame.from_ndarray(np.full((h, w, 3), i * 30, np.uint8), format="rgb24")):
-                c.mux(p)
-        for p in s.encode():
-            c.mux(p)
-    return path
 
 
 def test_fov_prior_gives_the_documented_focal():
