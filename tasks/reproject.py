@@ -26,6 +26,11 @@ def uvz_through(t: int, xyz: np.ndarray, K: np.ndarray, w2c: np.ndarray) -> np.n
     return uvz
 
 
+def uvz_through_cameras(xyz: np.ndarray, K: np.ndarray, w2c: np.ndarray) -> np.ndarray:
+    """All world points xyz (N, T, 3) through each camera w2c (C, 4, 4) -> (C, N, T, 3), like `uvz_through`."""
+    return np.stack([uvz_through(c, xyz, K, w2c) for c in range(len(w2c))])
+
+
 def uvz_valid(uvz: np.ndarray) -> np.ndarray:
     """(..., ) bool: finite and in front of the camera."""
     return np.isfinite(uvz).all(-1) & (uvz[..., 2] > 0)

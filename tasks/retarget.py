@@ -4,6 +4,10 @@ Demonstrations of the same motion differ in speed (operators, robots, frame rate
 time axis at equal steps of *motion* makes the target describe where points go, not how fast. All
 tracks of one anchor share one time warp (synchronous), so their relative timing (a hand reaching
 an object before the object moves) is preserved.
+
+The pieces (segment lengths, robust speed, clock, interpolation) take leading batch axes, so the
+samples stage computes the clocks of all anchor frames of an episode in a few array calls instead
+of one small `retarget` call per anchor, whose fixed cost was larger than its arithmetic.
 """
 
 from __future__ import annotations
@@ -14,42 +18,45 @@ from tasks.config import RetargetConfig
 
 
 def robust_segment_speed(lengths: np.ndarray, ok: np.ndarray, top_frac: float) -> np.ndarray:
-    """(S-1,) per segment: mean of the top `top_frac` (at least one) of the valid lengths (N, S-1).
+    """(..., S-1) per segment: mean of the top `top_frac` (at least one) of the valid lengths (..., N, S-1).
 
     The fastest few tracks define the motion (the hand or tool); the mean over all tracks would be
     diluted by the many slow points of a large object, and the max alone by one tracking glitch.
     A segment no track is valid across gets speed 0 (no evidence of motion: time passes unsampled).
     """
-    n_valid = ok.sum(0)
-    if lengths.shape[0] == 0 or lengths.shape[1] == 0:
-        return np.zeros(lengths.shape[1])
+    n_valid = ok.sum(-2)
+    n_tracks = lengths.shape[-2]
+    if n_tracks == 0 or lengths.shape[-1] == 0:
+        return np.zeros(lengths.shape[:-2] + lengths.shape[-1:])
     count = np.maximum(1, np.ceil(top_frac * n_valid).astype(np.int64))
-    c_max = int(min(count.max(), lengths.shape[0]))
+    c_max = int(min(count.max(), n_tracks))
     filled = np.where(ok, lengths, -1.0)  # invalid sorts below every real length (>= 0)
     if c_max == 1:  # the common case (fewer than 1/top_frac valid tracks): the largest is the pick
-        return np.where(n_valid > 0, filled.max(0) / count, 0.0)
-    top = -np.partition(-filled, c_max - 1, axis=0)[:c_max]  # the c_max largest, unordered
-    top = -np.sort(-top, axis=0)  # descending
-    csum = np.cumsum(top, axis=0)
-    pick = np.take_along_axis(csum, (np.minimum(count, c_max) - 1)[None], axis=0)[0]
+        return np.where(n_valid > 0, filled.max(-2) / count, 0.0)
+    top = -np.partition(-filled, c_max - 1, axis=-2)[..., :c_max, :]  # the c_max largest, unordered
+    top = -np.sort(-top, axis=-2)  # descending
+    csum = np.cumsum(top, axis=-2)
+    pick = np.take_along_axis(csum, (np.minimum(count, c_max) - 1)[..., None, :], axis=-2)[..., 0, :]
     return np.where(n_valid > 0, pick / count, 0.0)
 
 
 def arc_time(cum: np.ndarray, targets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Fractional time at each arc length `targets` on the non-decreasing cumulative curve `cum` (S,).
+    """Fractional time at each arc length `targets` (L,) on non-decreasing cumulative curves `cum` (..., S).
 
     Flat stretches (no motion) are skipped: a target maps to the earliest time the arc length is
-    reached, so pauses collapse instead of producing repeated samples. Returns (tau, inside) where
-    `inside` is False past the end of the trajectory (tau is then meaningless, set to 0).
+    reached, so pauses collapse instead of producing repeated samples. Returns (tau, inside), each
+    (..., L), where `inside` is False past the end of the trajectory (tau is then meaningless, set to 0).
     """
-    end = cum[-1]
-    inside = targets <= end + 1e-9 * max(1.0, end)  # float cumsum must not drop the last sample
-    if len(cum) < 2:
-        return np.zeros_like(targets, dtype=np.float64), inside
+    end = cum[..., -1:]
+    inside = targets <= end + 1e-9 * np.maximum(1.0, end)  # float cumsum must not drop the last sample
+    S = cum.shape[-1]
+    if S < 2:
+        return np.zeros(inside.shape), inside
     tg = np.minimum(targets, end)
-    j = np.searchsorted(cum, tg, side="left")  # first vertex with cum >= target
-    jc = np.clip(j, 1, len(cum) - 1)
-    lo, hi = cum[jc - 1], cum[jc]
+    j = (cum[..., None, :] < tg[..., :, None]).sum(-1)  # first vertex with cum >= target (searchsorted, per row)
+    jc = np.clip(j, 1, S - 1)
+    lo = np.take_along_axis(cum, jc - 1, axis=-1)
+    hi = np.take_along_axis(cum, jc, axis=-1)
     with np.errstate(divide="ignore", invalid="ignore"):
         frac = np.where(hi > lo, (tg - lo) / (hi - lo), 0.0)
     tau = np.where(j == 0, 0.0, jc - 1 + frac)
@@ -57,11 +64,42 @@ def arc_time(cum: np.ndarray, targets: np.ndarray) -> tuple[np.ndarray, np.ndarr
 
 
 def finite_points(x: np.ndarray) -> np.ndarray:
-    """(N, S) True where all 3 coordinates of x (N, S, 3) are finite.
+    """(..., S) True where all 3 coordinates of x (..., S, 3) are finite.
 
     Same as `np.isfinite(x).all(-1)`, which reduces over a length-3 axis about 10x slower.
     """
     return np.isfinite(x[..., 0]) & np.isfinite(x[..., 1]) & np.isfinite(x[..., 2])
+
+
+def segment_lengths(clean: np.ndarray, width: int, height: int) -> np.ndarray:
+    """(..., S-1) lengths between consecutive points of (..., S, 3) in (u/W, v/H, z m) units."""
+    sq = np.diff(clean / np.array([width, height, 1.0]), axis=-2)
+    sq *= sq
+    return np.sqrt((sq[..., 0] + sq[..., 1]) + sq[..., 2])  # summed left to right like np.linalg.norm
+
+
+def clock(speed: np.ndarray, step: float, length: int) -> tuple[np.ndarray, np.ndarray]:
+    """Sample times of `length` equal arc-length steps over per-segment speeds (A, S-1) -> (tau, inside).
+
+    Both are (A, m): samples past m are outside every row's trajectory, so callers need not
+    interpolate them (typically m is a few of `length`).
+    """
+    cum = np.concatenate([np.zeros(speed.shape[:-1] + (1,)), np.cumsum(speed, axis=-1)], axis=-1)
+    targets = step * np.arange(length)
+    longest = cum[..., -1].max(initial=0.0)
+    m = int(np.count_nonzero(targets <= longest * (1 + 1e-9) + 1e-9))  # >= every row's `inside` count
+    return arc_time(cum, targets[:m])
+
+
+def lerp(
+    c0: np.ndarray, c1: np.ndarray, ok0: np.ndarray, ok1: np.ndarray, frac: np.ndarray, inside: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Points between frames floor(tau) (c0, ok0) and the next one (c1, ok1); (..., m, 3) and (..., m).
+
+    Valid only when both frames are (just the first when tau is integer) and tau is inside.
+    """
+    vals = c0 + frac[..., None] * (c1 - c0)
+    return vals, ok0 & (ok1 | (frac == 0)) & inside
 
 
 def retarget(
@@ -88,24 +126,13 @@ def retarget(
     out_valid = np.zeros((N, length), bool)
     if N == 0 or S == 0 or length == 0:
         return out, out_valid
-    scale = np.array([width, height, 1.0])
     clean = np.where(valid[..., None], traj, 0.0)
-    sq = np.diff(clean / scale, axis=1)
-    sq *= sq
-    # (N, S-1) Euclidean lengths, summed left to right exactly like np.linalg.norm(..., axis=-1)
-    seg = np.sqrt((sq[..., 0] + sq[..., 1]) + sq[..., 2])
-    speed = robust_segment_speed(seg, valid[:, 1:] & valid[:, :-1], cfg.top_frac)
-    cum = np.concatenate([[0.0], np.cumsum(speed)])
-    tau, inside = arc_time(cum, cfg.step * np.arange(length))
-    # The targets increase, so `inside` is a prefix: only its m samples can be valid. Interpolating
-    # just those (typically a few of `length`) keeps the cost independent of the padding.
-    m = int(np.count_nonzero(inside))
-    k0 = np.floor(tau[:m]).astype(np.int64)
+    speed = robust_segment_speed(segment_lengths(clean, width, height), valid[:, 1:] & valid[:, :-1], cfg.top_frac)
+    tau, inside = clock(speed, cfg.step, length)
+    k0 = np.floor(tau).astype(np.int64)
     k1 = np.minimum(k0 + 1, S - 1)
-    a = tau[:m] - k0  # (m,)
-    c0 = clean[:, k0]
-    vals = c0 + a[None, :, None] * (clean[:, k1] - c0)
-    ok = valid[:, k0] & (valid[:, k1] | (a == 0)[None])
+    vals, ok = lerp(clean[:, k0], clean[:, k1], valid[:, k0], valid[:, k1], (tau - k0)[None], inside[None])
+    m = tau.size
     out[:, :m][ok] = vals[ok]
     out_valid[:, :m] = ok
     return out, out_valid

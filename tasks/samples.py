@@ -16,8 +16,8 @@ import numpy as np
 
 from tasks.config import RetargetConfig
 from tasks.geometry import inside_image
-from tasks.reproject import uvz_through
-from tasks.retarget import finite_points, retarget
+from tasks.reproject import uvz_through_cameras
+from tasks.retarget import clock, finite_points, lerp, robust_segment_speed, segment_lengths
 from tasks.types import Episode, Samples
 
 
@@ -36,29 +36,76 @@ def empty_samples(future_len: int, history_len: int) -> Samples:
     )
 
 
-def frame_samples(
-    t: int, idx: np.ndarray, xyz: np.ndarray, known: np.ndarray, ep: Episode, cfg: RetargetConfig
-) -> tuple[np.ndarray, ...] | None:
-    """(track_index, uv, future, future_valid, history, history_valid) of anchor frame t, or None.
+CHUNK_ELEMENTS = 1 << 21  # anchors per batch: about this many (anchor, track, frame) values at once
 
-    `idx` are candidate tracks (moving, known at t). The retargeting speed is computed over the
-    frame's keypoints (moving, known and on-screen at t) before the min_future_steps drop: the drop
-    only removes keypoints about to vanish, and recomputing would shift every other keypoint's time
-    warp (and so its validity) again.
+
+def anchor_samples(
+    ts: np.ndarray, xyz: np.ndarray, known: np.ndarray, ep: Episode, cfg: RetargetConfig
+) -> tuple[np.ndarray, ...]:
+    """Samples of anchor frames `ts` (A,) over candidate tracks xyz (N, T, 3), known (N, T).
+
+    Returns (anchor frame, track row, uv, future, future_valid, history, history_valid) for every
+    kept (anchor, track) pair, anchor-major. A track is a keypoint of anchor t when known and
+    on-screen at t. The future clock is computed over the anchor's keypoints before the
+    min_future_steps drop: the drop only removes keypoints about to vanish, and recomputing would
+    shift every other keypoint's time warp (and so its validity) again. The history clock uses the
+    kept ones. Same results as `retarget` on each anchor's keypoints, computed for all anchors at
+    once: each camera projects and measures segment lengths once, every anchor reads its window.
     """
     width, height = ep.image_size
-    uvz = uvz_through(t, xyz[idx], ep.K, ep.w2c)  # (n, T, 3)
-    ok = known[idx] & finite_points(uvz) & (uvz[..., 2] > 0)  # = uvz_valid(uvz)
-    onscreen = ok[:, t] & inside_image(uvz[:, t, :2], width, height)
-    idx, uvz, ok = idx[onscreen], uvz[onscreen], ok[onscreen]
-    if idx.size == 0:
-        return None
-    fut, fut_ok = retarget(uvz[:, t:], ok[:, t:], width, height, cfg, cfg.future_len)
-    keep = fut_ok[:, 1:].sum(1) >= cfg.min_future_steps  # steps beyond the anchor
-    if not keep.any():
-        return None
-    hist, hist_ok = retarget(uvz[keep, t::-1], ok[keep, t::-1], width, height, cfg, cfg.history_len)
-    return idx[keep], uvz[keep, t, :2], fut[keep], fut_ok[keep], hist, hist_ok
+    T = known.shape[1]
+    cams, cam_of = np.unique(np.asarray(ep.w2c)[ts].reshape(len(ts), 16), axis=0, return_inverse=True)
+    cam_of = cam_of.reshape(-1)
+    uvz = uvz_through_cameras(xyz, ep.K, cams.reshape(-1, 4, 4))  # (C, N, T, 3)
+    ok = known[None] & finite_points(uvz) & (uvz[..., 2] > 0)  # = uvz_valid(uvz)
+    clean = np.where(ok[..., None], uvz, 0.0)
+    seg = segment_lengths(clean, width, height)  # (C, N, T-1): segment j joins frames j and j+1
+    seg_ok = ok[..., 1:] & ok[..., :-1]
+    seg_of, seg_ok_of = (seg[cam_of], seg_ok[cam_of]) if len(cams) > 1 else (seg, seg_ok)
+    n_tracks = known.shape[0]
+    flat_clean, flat_ok = clean.reshape(-1, 3), ok.reshape(-1)
+    at_t = uvz[cam_of, :, ts]  # (A, N, 3)
+    onscreen = ok[cam_of, :, ts] & inside_image(at_t[..., :2], width, height)
+
+    def along(direction: int, rows: np.ndarray, length: int) -> tuple[np.ndarray, ...]:
+        """(pair, sample, value, valid) of every sample inside its pair's trajectory; pairs = nonzero(rows).
+
+        Forward (+1) or backward (-1) from the anchors; the clock runs over each anchor's `rows`.
+        """
+        speed = robust_segment_speed(seg_of, seg_ok_of & rows[..., None], cfg.top_frac)  # (A, T-1) per segment
+        j = ts[:, None] + (np.arange(T - 1) if direction > 0 else -1 - np.arange(T - 1))  # the anchor's segments
+        window = (j >= 0) & (j < T - 1)
+        tau, inside = clock(np.where(window, np.take_along_axis(speed, np.clip(j, 0, T - 2), -1), 0.0), cfg.step, length)
+        k0 = np.floor(tau).astype(np.int64)
+        pa, pn = np.nonzero(rows)
+        p, i = np.nonzero(inside[pa])
+        a = pa[p]
+        f0 = ts[a] + direction * k0[a, i]
+        base = (cam_of[a] * n_tracks + pn[p]) * T  # flat (camera, track) row
+        at0, at1 = base + f0, base + np.clip(f0 + direction, 0, T - 1)
+        vals, valid = lerp(flat_clean[at0], flat_clean[at1], flat_ok[at0], flat_ok[at1], tau[a, i] - k0[a, i], True)
+        return p, i, vals, valid
+
+    def dense(p: np.ndarray, i: np.ndarray, vals: np.ndarray, valid: np.ndarray, kept: np.ndarray, length: int):
+        """float32 (K, length, 3), NaN where invalid, and (K, length) valid, for the pairs where `kept`."""
+        row = np.cumsum(kept) - 1
+        sel = kept[p]
+        r, i, vals, valid = row[p[sel]], i[sel], vals[sel], valid[sel]
+        out = np.full((row[-1] + 1 if row.size else 0, length, 3), np.nan, np.float32)
+        out[r[valid], i[valid]] = vals[valid]
+        out_valid = np.zeros(out.shape[:2], bool)
+        out_valid[r, i] = valid
+        return out, out_valid
+
+    p, i, vals, valid = along(+1, onscreen, cfg.future_len)
+    beyond = np.bincount(p[valid & (i >= 1)], minlength=int(onscreen.sum()))  # valid steps past the anchor
+    steps = beyond >= cfg.min_future_steps
+    fut, fut_ok = dense(p, i, vals, valid, steps, cfg.future_len)
+    keep = np.zeros_like(onscreen)
+    keep[onscreen] = steps
+    hist, hist_ok = dense(*along(-1, keep, cfg.history_len), np.ones(int(steps.sum()), bool), cfg.history_len)
+    a, n = np.nonzero(keep)
+    return ts[a], n, at_t[a, n, :2], fut, fut_ok, hist, hist_ok
 
 
 def build_samples(ep: Episode, cfg: RetargetConfig) -> Episode:
@@ -78,31 +125,30 @@ def build_samples(ep: Episode, cfg: RetargetConfig) -> Episode:
     moving = np.flatnonzero(ep.is_moving)
     n_tracks, T = known.shape
     cluster = ep.cluster_id if ep.cluster_id is not None else np.full(n_tracks, -1)
-    parts: list[tuple[int, tuple[np.ndarray, ...]]] = []
-    for t in range(T):
-        idx = moving[known[moving, t]]
-        if idx.size == 0:
-            continue
-        res = frame_samples(t, idx, xyz, known, ep, cfg)
-        if res is not None:
-            parts.append((t, res))
-    if not parts:
+    anchors = np.flatnonzero(known[moving].any(0))  # frames where some moving track is known
+    xyz_m, known_m = xyz[moving], known[moving]
+    per_chunk = max(1, CHUNK_ELEMENTS // max(1, moving.size * T))
+    parts = [
+        anchor_samples(anchors[i : i + per_chunk], xyz_m, known_m, ep, cfg)
+        for i in range(0, anchors.size, per_chunk)
+    ]
+    if not any(p[0].size for p in parts):
         return ep.replace(samples=empty_samples(cfg.future_len, cfg.history_len))
 
     def cat(i: int, dtype: type) -> np.ndarray:
-        return np.concatenate([p[1][i] for p in parts]).astype(dtype)
+        return np.concatenate([p[i] for p in parts]).astype(dtype, copy=False)
 
-    counts = np.array([len(p[1][0]) for p in parts], np.int64)
-    track_index = cat(0, np.int32)
+    frames, counts = np.unique(cat(0, np.int32), return_counts=True)  # rows are anchor-major
+    track_index = moving[cat(1, np.int64)].astype(np.int32)
     samples = Samples(
-        frames=np.array([p[0] for p in parts], np.int32),
+        frames=frames,
         offsets=np.concatenate([[0], np.cumsum(counts)]).astype(np.int64),
         track_index=track_index,
-        keypoints_uv=cat(1, np.float32),
-        future=cat(2, np.float32),
-        future_valid=cat(3, bool),
-        history=cat(4, np.float32),
-        history_valid=cat(5, bool),
+        keypoints_uv=cat(2, np.float32),
+        future=cat(3, np.float32),
+        future_valid=cat(4, bool),
+        history=cat(5, np.float32),
+        history_valid=cat(6, bool),
         cluster_id=np.asarray(cluster)[track_index].astype(np.int32),
     )
     return ep.replace(samples=samples)

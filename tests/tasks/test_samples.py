@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from tasks.config import FilterConfig, RetargetConfig
 from tasks.geometry import project
 from tasks.motion_filter import filter_tracks
+from tasks.retarget import retarget
 from tasks.samples import build_samples
 from tasks.types import Episode, EpisodeSource
 
@@ -111,3 +113,52 @@ def test_no_moving_tracks_gives_empty_samples():
     # a moving track that is off-screen everywhere contributes nothing either
     xyz = world_tracks()[:1] + np.array([5.0, 0, 0])
     assert build_samples(episode(xyz, np.tile(np.eye(4), (T, 1, 1)), np.ones(1, bool)), CFG).samples.n_frames == 0
+
+
+def per_anchor_reference(ep: Episode, cfg: RetargetConfig) -> list[tuple[int, np.ndarray, np.ndarray, np.ndarray]]:
+    """The samples stage written the plain way, one `retarget` call per anchor and direction."""
+    xyz = ep.tracks_xyz.astype(np.float64)
+    known = ep.visible & np.isfinite(xyz).all(-1)
+    moving = np.flatnonzero(ep.is_moving)
+    width, height = ep.image_size
+    rows = []
+    for t in range(xyz.shape[1]):
+        idx = moving[known[moving, t]]
+        uvz = project(xyz[idx], K, ep.w2c[t])
+        ok = known[idx] & np.isfinite(uvz).all(-1) & (uvz[..., 2] > 0)
+        u, v = uvz[:, t, 0], uvz[:, t, 1]
+        on = ok[:, t] & (u >= -0.5) & (u <= width - 0.5) & (v >= -0.5) & (v <= height - 0.5)
+        if not on.any():
+            continue
+        fut, fut_ok = retarget(uvz[on, t:], ok[on, t:], width, height, cfg, cfg.future_len)
+        keep = fut_ok[:, 1:].sum(1) >= cfg.min_future_steps
+        if keep.any():
+            hist, hist_ok = retarget(uvz[on][keep, t::-1], ok[on][keep, t::-1], width, height, cfg, cfg.history_len)
+            rows.append((t, idx[on][keep], fut[keep], hist))
+    return rows
+
+
+@pytest.mark.parametrize("chunk", [1 << 21, 200])  # one batch of anchors, and many small ones
+def test_all_anchors_at_once_equal_one_retarget_per_anchor(monkeypatch, chunk):
+    """A moving camera, tracks that leave the image, get occluded and pause: batching changes nothing."""
+    import tasks.samples
+
+    monkeypatch.setattr(tasks.samples, "CHUNK_ELEMENTS", chunk)
+    rng = np.random.default_rng(3)
+    n = 40
+    start = np.stack([rng.uniform(-0.6, 0.6, n), rng.uniform(-0.4, 0.4, n), rng.uniform(1.5, 3.0, n)], -1)
+    speed = rng.normal(0, 0.04, (n, 3)) * (rng.random((n, 1)) < 0.8)  # a fifth stand still
+    pause = (t_ >= 4) & (t_ <= 5)  # everything pauses for two frames
+    xyz = start[:, None] + speed[:, None] * np.cumsum(~pause)[None, :, None]
+    xyz[rng.random((n, T)) < 0.15] = np.nan  # occlusions
+    w2c = np.tile(np.eye(4), (T, 1, 1))
+    w2c[:, 0, 3] = 0.03 * np.sin(t_)  # the camera sways
+    ep = episode(xyz, w2c, moving=rng.random(n) < 0.7)
+    s = build_samples(ep, CFG.model_copy(update={"top_frac": 0.1})).samples  # top 10%: several tracks set the clock
+    ref = per_anchor_reference(ep, CFG.model_copy(update={"top_frac": 0.1}))
+    assert len(ref) > 5 and s.n_frames == len(ref)
+    np.testing.assert_array_equal(s.frames, [r[0] for r in ref])
+    np.testing.assert_array_equal(s.track_index, np.concatenate([r[1] for r in ref]))
+    np.testing.assert_array_equal(s.future, np.concatenate([r[2] for r in ref]).astype(np.float32))
+    np.testing.assert_array_equal(s.history, np.concatenate([r[3] for r in ref]).astype(np.float32))
+    assert s.future_valid.sum() > 3 * len(s.track_index)  # real futures, not just anchors
