@@ -34,7 +34,7 @@ from tasks.safety import check_source
 from tasks.types import EpisodeSource
 
 
-PROGRESS_INTERVAL_S = 0.5  # least time between two updates of the progress artifact
+PROGRESS_INTERVAL_S = 1.0  # least time between two updates of the progress artifact
 GPU_LIMIT = "gpu"  # global concurrency limit: each GPU-heavy run holds one slot (`mu0 serve --gpus N`)
 
 

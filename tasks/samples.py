@@ -86,26 +86,30 @@ def anchor_samples(
         vals, valid = lerp(flat_clean[at0], flat_clean[at1], flat_ok[at0], flat_ok[at1], tau[a, i] - k0[a, i], True)
         return p, i, vals, valid
 
-    def dense(p: np.ndarray, i: np.ndarray, vals: np.ndarray, valid: np.ndarray, kept: np.ndarray, length: int):
-        """float32 (K, length, 3), NaN where invalid, and (K, length) valid, for the pairs where `kept`."""
-        row = np.cumsum(kept) - 1
-        sel = kept[p]
-        r, i, vals, valid = row[p[sel]], i[sel], vals[sel], valid[sel]
-        out = np.full((row[-1] + 1 if row.size else 0, length, 3), np.nan, np.float32)
-        out[r[valid], i[valid]] = vals[valid]
-        out_valid = np.zeros(out.shape[:2], bool)
-        out_valid[r, i] = valid
-        return out, out_valid
-
     p, i, vals, valid = along(+1, onscreen, cfg.future_len)
     beyond = np.bincount(p[valid & (i >= 1)], minlength=int(onscreen.sum()))  # valid steps past the anchor
-    steps = beyond >= cfg.min_future_steps
-    fut, fut_ok = dense(p, i, vals, valid, steps, cfg.future_len)
+    has_future = beyond >= cfg.min_future_steps
+    fut, fut_ok = dense(p, i, vals, valid, has_future, cfg.future_len)
     keep = np.zeros_like(onscreen)
-    keep[onscreen] = steps
-    hist, hist_ok = dense(*along(-1, keep, cfg.history_len), np.ones(int(steps.sum()), bool), cfg.history_len)
+    keep[onscreen] = has_future
+    hist, hist_ok = dense(*along(-1, keep, cfg.history_len), np.ones(int(has_future.sum()), bool), cfg.history_len)
     a, n = np.nonzero(keep)
     return ts[a], n, at_t[a, n, :2], fut, fut_ok, hist, hist_ok
+
+
+def dense(
+    p: np.ndarray, i: np.ndarray, vals: np.ndarray, valid: np.ndarray, kept: np.ndarray, length: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Sparse (pair p, sample i, value, valid) entries -> float32 (K, length, 3) with NaN where invalid
+    and (K, length) valid, for the K pairs where `kept`."""
+    row = np.cumsum(kept) - 1
+    sel = kept[p]
+    r, i, vals, valid = row[p[sel]], i[sel], vals[sel], valid[sel]
+    out = np.full((int(kept.sum()), length, 3), np.nan, np.float32)
+    out[r[valid], i[valid]] = vals[valid]
+    out_valid = np.zeros(out.shape[:2], bool)
+    out_valid[r, i] = valid
+    return out, out_valid
 
 
 def build_samples(ep: Episode, cfg: RetargetConfig) -> Episode:
