@@ -9,6 +9,7 @@ same parallelism with exact per-episode progress; GPU actor pools arrive with th
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -16,7 +17,7 @@ from pathlib import Path
 import ray
 
 from tasks.config import IngestConfig
-from tasks.runner import EpisodeResult, failed_result, process_episode
+from tasks.runner import EpisodeResult, failed_result, process_episode, usable_cores
 from tasks.types import EpisodeSource
 
 # Workers inherit these; Ray must not try to reach a Prefect API or a model hub on its own.
@@ -24,11 +25,25 @@ _WORKER_ENV = {"HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1", "MU0_DECODE_THREAD
 
 
 def _process_on_worker(src: EpisodeSource, cfg: IngestConfig, root: str) -> EpisodeResult:
-    """One episode per CPU: library thread pools would fight the other workers for cores."""
+    """One episode per CPU: library thread pools would fight the other workers for cores.
+
+    The frames write overlaps tracking only where the node has cores Ray does not hand out
+    (e.g. `ray.init(num_cpus=1)` on a 2-core machine); when Ray runs an episode on every core,
+    a side thread only takes time from the other episodes (30 episodes, 2 workers on 2 cores,
+    four alternating runs: 12.15 s inline against 12.30 s with the thread).
+    """
     import cv2
 
     cv2.setNumThreads(1)
-    return process_episode(src, cfg, root)
+    return process_episode(src, cfg, root, overlap_writes=_node_has_free_cores())
+
+
+@functools.cache
+def _node_has_free_cores() -> bool:
+    """More cores on this node than Ray's CPU slots there (looked up once per worker process)."""
+    node = ray.get_runtime_context().get_node_id()
+    slots = next((n["Resources"].get("CPU", 0.0) for n in ray.nodes() if n["NodeID"] == node), 0.0)
+    return usable_cores() > slots
 
 
 def _size(src: EpisodeSource) -> int:

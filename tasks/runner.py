@@ -7,6 +7,8 @@ driver commits all fragments once per table, so a crash before the commit leaves
 
 from __future__ import annotations
 
+import contextlib
+import os
 import time
 import traceback
 from collections.abc import Callable, Iterable
@@ -154,21 +156,24 @@ def write_episode(
 FRAMES_READY_AFTER = "pose"  # frames and depth are final once poses are known
 
 
-def process_episode(src: EpisodeSource, cfg: IngestConfig, root: str) -> EpisodeResult:
+def process_episode(src: EpisodeSource, cfg: IngestConfig, root: str, overlap_writes: bool = True) -> EpisodeResult:
     """Extract one episode and write its fragments. Never raises for bad input.
 
-    The `frames` table (JPEG + 16-bit PNG encoding and its Lance write, the costliest part of
-    writing) is done on a side thread while tracking runs: OpenCV and Lance release the GIL, so a
-    worker with a spare core overlaps the two instead of paying for both in turn. If a later stage
-    fails, that fragment is never committed (nothing partial reaches the dataset).
+    With `overlap_writes`, the `frames` table (JPEG + 16-bit PNG encoding and its Lance write, the
+    costliest part of writing) is done on a side thread while tracking runs: OpenCV and Lance
+    release the GIL, so a spare core overlaps the two instead of paying for both in turn. Without
+    a spare core (every core runs an episode) the thread only competes with the other workers, so
+    callers turn it off there. If a later stage fails, that fragment is never committed (nothing
+    partial reaches the dataset).
     """
     t0 = time.perf_counter()
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="write-frames") as pool:
-        pending: dict[str, Future] = {}
+    pending: dict[str, Future] = {}
+    side = ThreadPoolExecutor(max_workers=1, thread_name_prefix="write-frames") if overlap_writes else None
+    with side or contextlib.nullcontext():
 
         def write_frames_ahead(stage: str, ep: Episode) -> None:
-            if stage == FRAMES_READY_AFTER and ep.status == "ok":
-                pending["frames"] = pool.submit(_frames_fragment, ep, cfg, root)
+            if side is not None and stage == FRAMES_READY_AFTER and ep.status == "ok":
+                pending["frames"] = side.submit(_frames_fragment, ep, cfg, root)
 
         ep = run_stages(src, cfg, after=write_frames_ahead)
         t1 = time.perf_counter()
@@ -188,13 +193,18 @@ def failed_result(src: EpisodeSource, cfg: IngestConfig, root: str, stage: str, 
     return EpisodeResult.of(ep, write_episode(ep, cfg, root))
 
 
+def usable_cores() -> int:
+    """Cores this process may run on (its CPU affinity, which containers and taskset restrict)."""
+    return len(os.sched_getaffinity(0))
+
+
 def extract_sequential(
     sources: list[EpisodeSource], cfg: IngestConfig, root: str, on_result: Callable[[EpisodeResult], None] | None = None
 ) -> list[EpisodeResult]:
     """The same work as the Ray runner, in this process (tests, one video, debugging)."""
     results = []
     for src in sources:
-        res = process_episode(src, cfg, root)
+        res = process_episode(src, cfg, root, overlap_writes=usable_cores() > 1)
         results.append(res)
         if on_result:
             on_result(res)
