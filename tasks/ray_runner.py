@@ -40,9 +40,15 @@ def _process_on_worker(src: EpisodeSource, cfg: IngestConfig, root: str) -> Epis
 
 @functools.cache
 def _node_has_free_cores() -> bool:
-    """More cores on this node than Ray's CPU slots there (looked up once per worker process)."""
-    node = ray.get_runtime_context().get_node_id()
-    slots = next((n["Resources"].get("CPU", 0.0) for n in ray.nodes() if n["NodeID"] == node), 0.0)
+    """More cores on this node than Ray's CPU slots there (looked up once per worker process).
+
+    A failed lookup answers True (the side thread): a tuning question must not fail episodes.
+    """
+    try:
+        node = ray.get_runtime_context().get_node_id()
+        slots = next((n["Resources"].get("CPU", 0.0) for n in ray.nodes() if n["NodeID"] == node), 0.0)
+    except Exception:  # noqa: BLE001
+        return True
     return usable_cores() > slots
 
 
