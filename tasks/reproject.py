@@ -2,7 +2,7 @@
 
 Samples store each trace as (u px, v px, z m) through the camera of its anchor frame t. Static
 world points then project to fixed pixels, so camera ego-motion is removed from the target.
-The full (T_cam, N, T, 3) tensor is T times the track array, so callers ask for one camera at a time.
+The full (T_cam, N, T, 3) tensor is T times the track array, so callers ask for a few cameras at a time.
 """
 
 from __future__ import annotations
