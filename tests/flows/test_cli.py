@@ -5,13 +5,9 @@ from __future__ import annotations
 from typer.testing import CliRunner
 
 from flows.cli import app
+from tests.flows.output import text
 
 runner = CliRunner()
-
-
-def text(res) -> str:
-    """Output with rich's line wrapping undone."""
-    return " ".join(res.output.split())
 
 
 def test_unknown_preset_lists_the_known_ones(tmp_path):

@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 from flows.cli import app
 from storage.dataset import open_table
 from storage.writer import ensure_indexes
-from tests.flows.test_cli import text
+from tests.flows.output import text
 from tests.storage.datasets import captions_table, edit_leaf, ingested_copy, overwrite, replace, write
 
 runner = CliRunner()

@@ -10,8 +10,8 @@ from models.vlm_captioner import VLMCaptioner
 from tasks.captions import caption, chunk_views
 from tasks.caption_motion import measure_chunk
 from tasks.config import CaptionConfig, IngestConfig
-from tests.models.test_vlm_captioner import save_tiny_vlm
-from tests.tasks.test_captions import make_episode
+from tests.models.tiny_vlm import save_tiny_vlm
+from tests.tasks.caption_episodes import make_episode
 
 
 @pytest.fixture(scope="module")
