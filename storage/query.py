@@ -174,7 +174,10 @@ def frame_blobs(root: str, episode_id: str, frames: Sequence[int], column: str) 
     ds = open_table(root, "frames")
     if ds is None:
         raise FileNotFoundError(f"{root} has no 'frames' table yet (nothing ingested?)")
-    hit = ds.to_table(columns=["frame", column], filter=f"episode_id = {quote(episode_id)}", with_row_id=True)
+    if not frames:
+        return []
+    span = f"frame BETWEEN {int(min(frames))} AND {int(max(frames))}"  # one frame: one row's metadata
+    hit = ds.to_table(columns=["frame", column], filter=f"episode_id = {quote(episode_id)} AND {span}", with_row_id=True)
     rowid = dict(zip(hit["frame"].to_pylist(), hit["_rowid"].to_pylist()))
     missing = [f for f in frames if f not in rowid]
     if missing:

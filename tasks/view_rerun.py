@@ -17,9 +17,9 @@ from pathlib import Path
 import numpy as np
 import rerun as rr
 
-from tasks.geometry import camera_centers, invert_rigid
 from storage.frame_codec import decode_depth_png16, decode_jpeg
 from storage.query import frame_blobs
+from tasks.geometry import camera_centers, invert_rigid
 from tasks.scene import (
     EpisodeScene,
     load_scene,
