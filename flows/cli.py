@@ -94,7 +94,7 @@ def ingest(
 
 def run_ingest(source, dataset, cfg, ray_address=None, num_cpus=None, sequential=False):
     from flows.ingest import ingest as ingest_flow
-    from tasks.discover import SourceError
+    from tasks.run.discover import SourceError
 
     try:
         report = ingest_flow(

@@ -14,7 +14,7 @@ from prefect.cache_policies import NO_CACHE
 from rich.console import Console
 from rich.table import Table
 
-from tasks.evaluate_traces import EvalProtocol
+from tasks.train.evaluate import EvalProtocol
 
 console = Console()
 
@@ -23,8 +23,8 @@ console = Console()
 def fit_nearest_neighbour(dataset: str, stats, batch_cfg, eval_fraction: float, n_keypoints: int, max_samples: int,
                           text_embedding: bool, seed: int):
     from storage.torch_loader import LanceTraceDataset
-    from tasks.baselines import NearestNeighbour
-    from tasks.batches import SampleToItem, collate
+    from tasks.train.baselines import NearestNeighbour
+    from tasks.train.batches import SampleToItem, collate
 
     embed = None
     if text_embedding:
@@ -72,11 +72,11 @@ def evaluate(
     """Score CHECKPOINT (and the baselines) on DATASET's SPLIT with the protocol; returns the tidy table."""
     import torch
 
-    from tasks.baselines import predict_constant_velocity, predict_zero_motion
-    from tasks.batches import BatchConfig
-    from tasks.evaluate_traces import eval_batches, evaluate_methods, model_predictor, n_keypoints_scored
-    from tasks.train_loop import checkpoint_stats, resolve_device
-    from tasks.trace_stats import ensure_trace_stats
+    from tasks.train.baselines import predict_constant_velocity, predict_zero_motion
+    from tasks.train.batches import BatchConfig
+    from tasks.train.evaluate import eval_batches, evaluate_methods, model_predictor, n_keypoints_scored
+    from tasks.train.loop import checkpoint_stats, resolve_device
+    from tasks.train.stats import ensure_trace_stats
 
     log = get_run_logger()
     model = None

@@ -24,8 +24,8 @@ from prefect.runtime import flow_run
 
 from flows.report import IngestReport
 from tasks.config import PRESETS, IngestConfig
-from tasks.discover import VIDEO_SUFFIXES, is_episode_dir
-from tasks.safety import OutsideRootsError, outside_roots
+from tasks.run.discover import VIDEO_SUFFIXES, is_episode_dir
+from tasks.run.safety import OutsideRootsError, outside_roots
 
 DONE_SUFFIX = ".done"
 PARTIAL_SUFFIXES = {".part", ".tmp", ".partial", ".crdownload"}

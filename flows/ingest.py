@@ -27,10 +27,10 @@ from flows.report import Failure, IngestReport
 from storage.dataset import existing_episode_ids
 from storage.writer import commit, ensure_indexes
 from tasks.config import PRESETS, IngestConfig
-from tasks.discover import discover
-from tasks.ray_runner import ensure_ray, extract_on_ray
-from tasks.runner import TABLES, EpisodeResult, extract_sequential, schemas
-from tasks.safety import check_source
+from tasks.run.discover import discover
+from tasks.run.ray_runner import ensure_ray, extract_on_ray
+from tasks.run.episode import TABLES, EpisodeResult, extract_sequential, schemas
+from tasks.run.safety import check_source
 from tasks.types import EpisodeSource
 
 
@@ -138,7 +138,7 @@ def preview(dataset: str, results: list[EpisodeResult]) -> str | None:
     try:
         import base64
 
-        from tasks.overlay_video import overlay_png
+        from tasks.view.overlay import overlay_png
 
         png = base64.b64encode(overlay_png(dataset, ok.episode_id)).decode()
         markdown = (

@@ -12,8 +12,8 @@ from prefect.cache_policies import NO_CACHE
 from pydantic import BaseModel
 from rich.console import Console
 
-from tasks.train_config import PretrainConfig
-from tasks.trace_stats import TraceStats, ensure_trace_stats
+from tasks.train.config import PretrainConfig
+from tasks.train.stats import TraceStats, ensure_trace_stats
 
 console = Console()
 
@@ -36,7 +36,7 @@ def trace_stats(dataset: str, horizon: int) -> TraceStats:
 
 @task(name="train", cache_policy=NO_CACHE)
 def train_task(dataset: str, config: PretrainConfig, stats: TraceStats) -> PretrainReport:
-    from tasks.train_loop import train
+    from tasks.train.loop import train
 
     def show(rec: dict) -> None:
         parts = " ".join(f"{k}={v:.4g}" for k, v in rec.items() if k != "step")

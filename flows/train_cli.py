@@ -49,7 +49,7 @@ def pretrain_cli(
 
 def _pretrain_config(preset, steps, batch_size, lr, max_keypoints, eval_fraction, seed, num_workers, checkpoint_every,
                      log_every, out, resume, device):
-    from tasks.train_config import PretrainConfig
+    from tasks.train.config import PretrainConfig
 
     return PretrainConfig(model_preset=preset, steps=steps, batch_size=batch_size, lr=lr, max_keypoints=max_keypoints,
                           eval_fraction=eval_fraction, seed=seed, num_workers=num_workers, checkpoint_every=checkpoint_every,
@@ -73,7 +73,7 @@ def evaluate_cli(
 ):
     """Score a checkpoint and the baselines on DATASET (ADE/FDE/DTW/Fréchet, best-of-N, uv/depth/uvz)."""
     from flows.evaluate import evaluate
-    from tasks.evaluate_traces import EvalProtocol
+    from tasks.train.evaluate import EvalProtocol
 
     if split not in ("eval", "train", "all"):
         raise typer.BadParameter("must be eval, train or all", param_hint="--split")
@@ -104,7 +104,7 @@ def predict_cli(
     device: str = typer.Option("auto", help="auto | cpu | cuda"),
 ):
     """Draw predicted (red) and true (green) traces of one frame's keypoints over the frame."""
-    from tasks.predict_frame import PredictionError, predict_frame
+    from tasks.train.predict import PredictionError, predict_frame
 
     try:
         path = predict_frame(str(checkpoint), dataset, episode, frame, str(out), keypoints, history, seed, device)

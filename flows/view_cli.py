@@ -24,7 +24,7 @@ def view_cli(
     mp4: Optional[Path] = typer.Option(None, "--mp4", help="write a 2D overlay video (future traces) to this file and exit"),
 ):
     """Show EPISODE of DATASET: an interactive 3D scene (viser) until Ctrl-C, or write --rrd / --mp4 and exit."""
-    from tasks.scene import EpisodeNotFound, load_scene, resolve_episode
+    from tasks.view.scene import EpisodeNotFound, load_scene, resolve_episode
 
     try:
         episode_id = resolve_episode(dataset, episode)
@@ -37,17 +37,17 @@ def view_cli(
         raise typer.Exit(code=2)
     if rrd is not None or mp4 is not None:
         if rrd is not None:
-            from tasks.view_rerun import write_rrd
+            from tasks.view.rerun_recording import write_rrd
 
             write_rrd(dataset, episode_id, rrd)
             console.print(f"wrote {rrd} (open it with `rerun {rrd}`)")
         if mp4 is not None:
-            from tasks.overlay_video import write_overlay_mp4
+            from tasks.view.overlay import write_overlay_mp4
 
             n = write_overlay_mp4(dataset, episode_id, mp4)
             console.print(f"wrote {mp4} ({n} frames)")
         return
-    from tasks.view_viser import serve_scene
+    from tasks.view.viser_server import serve_scene
 
     try:
         viewer = serve_scene(dataset, episode_id, frame=frame, host=host, port=port)

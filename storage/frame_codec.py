@@ -1,6 +1,6 @@
 """How the `frames` table stores pixels: RGB as JPEG, depth as a 16-bit PNG of millimetres.
 
-Both directions live here so writers (tasks/rows.py) and readers (viewers, the torch loader, the
+Both directions live here so writers (tasks/extract/rows.py) and readers (viewers, the torch loader, the
 stats task) agree on one convention: 0 mm is unknown, 65,535 mm is the cap (anything farther).
 """
 

@@ -2,7 +2,7 @@
 
 Each item is one (episode, frame t) sample as numpy arrays plus its decoded RGB frame, its depth
 (meters, when stored), the episode's width/height/K/instruction and the captions covering t. The
-conversion into model batches (keypoint choice, targets, augmentation) is `tasks/batches.py`'s job,
+conversion into model batches (keypoint choice, targets, augmentation) is `tasks/train/batches.py`'s job,
 passed in as `transform`, because storage must not import models.
 
 Spawn safety: only the root URI and small numpy index arrays are pickled to DataLoader workers;

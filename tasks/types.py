@@ -86,8 +86,8 @@ class Episode:
     scale_spread: float = float("nan")  # spread of per-chunk scale factors (Sim(3) stitching)
     depth_scale_ratio: float = float("nan")  # median predicted/given depth where any depth was given
     metric_scale_ok: bool = True  # False: the scale is inconsistent and the xyz are not trustworthy meters
-    # captions (tasks/captions.py)
-    captions: Any = None  # tasks.captions.Captions
+    # captions (tasks/captions/caption.py)
+    captions: Any = None  # tasks.captions.caption.Captions
     # bookkeeping
     status: str = "ok"  # "ok" | "failed" | "rejected"
     errors: dict[str, str] = field(default_factory=dict)

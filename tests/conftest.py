@@ -32,7 +32,7 @@ def prefect_harness():
 def local_ray():
     import ray
 
-    from tasks.ray_runner import ensure_ray
+    from tasks.run.ray_runner import ensure_ray
 
     ensure_ray(num_cpus=2)
     yield

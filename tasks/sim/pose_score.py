@@ -14,7 +14,7 @@ from scipy.spatial.transform import Rotation
 
 from tasks.config import IngestConfig
 from tasks.geometry import camera_centers
-from tasks.runner import STAGES, run_stages
+from tasks.run.episode import STAGES, run_stages
 from tasks.sim.ground_truth import load_ground_truth
 from tasks.sim.score import TrackScore, score_tracks
 from tasks.types import Episode, EpisodeSource

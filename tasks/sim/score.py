@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from tasks.config import IngestConfig
-from tasks.runner import STAGES, run_stages
+from tasks.run.episode import STAGES, run_stages
 from tasks.sim.ground_truth import GroundTruth, load_ground_truth
 from tasks.types import Episode, EpisodeSource
 

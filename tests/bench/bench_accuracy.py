@@ -20,8 +20,8 @@ from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
 from tasks.config import get_preset  # noqa: E402
-from tasks.discover import discover  # noqa: E402
-from tasks.motion_filter import track_coverage  # noqa: E402
+from tasks.run.discover import discover  # noqa: E402
+from tasks.extract.motion_filter import track_coverage  # noqa: E402
 from tasks.sim.score import grade_episode  # noqa: E402
 
 TASKS = ["pick-place", "drawer-open", "button-press", "push", "reach"]

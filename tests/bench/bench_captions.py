@@ -22,10 +22,10 @@ def main() -> None:
     args = ap.parse_args()
 
     from models.text_embedder import embed_texts, load_embedder
-    from tasks.captions import caption
+    from tasks.captions.caption import caption
     from tasks.config import get_preset
-    from tasks.discover import discover
-    from tasks.runner import STAGES, run_stages
+    from tasks.run.discover import discover
+    from tasks.run.episode import STAGES, run_stages
     from tasks.sim.generate import generate_corpus
 
     t0 = time.perf_counter()

@@ -34,8 +34,8 @@ from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
 from tasks.config import IngestConfig, get_preset, with_overrides  # noqa: E402
-from tasks.discover import discover  # noqa: E402
-from tasks.runner import run_stages  # noqa: E402
+from tasks.run.discover import discover  # noqa: E402
+from tasks.run.episode import run_stages  # noqa: E402
 
 console = Console()
 
@@ -70,7 +70,7 @@ def flow_fps(corpus: Path, workers: int, cfg: IngestConfig) -> tuple[float, floa
     from prefect.client.orchestration import get_client
 
     from flows.ingest import ingest
-    from tasks.ray_runner import ensure_ray
+    from tasks.run.ray_runner import ensure_ray
 
     ray.shutdown()
     ensure_ray(num_cpus=workers, cfg=cfg)  # starting the workers and loading their models: not timed

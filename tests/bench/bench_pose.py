@@ -27,9 +27,9 @@ import numpy as np  # noqa: E402
 import open3d  # noqa: E402,F401  (imported up front: the first pose stage would otherwise count its import)
 
 from tasks.config import get_preset, with_overrides  # noqa: E402
-from tasks.decode import decode  # noqa: E402
-from tasks.discover import discover  # noqa: E402
-from tasks.pose import estimate_camera_poses  # noqa: E402
+from tasks.extract.decode import decode  # noqa: E402
+from tasks.run.discover import discover  # noqa: E402
+from tasks.extract.pose import estimate_camera_poses  # noqa: E402
 from tasks.sim.pose_score import grade_estimated, pose_errors, true_w2c  # noqa: E402
 from tasks.sim.score import grade_episode  # noqa: E402
 

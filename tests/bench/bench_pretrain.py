@@ -26,8 +26,8 @@ def ingest_sequential(corpus: str | Path, dataset: str | Path, preset: str = "si
     """Ingest a corpus in this process (no Prefect, no Ray): extract, then one commit per table."""
     from storage.writer import commit, ensure_indexes
     from tasks.config import get_preset
-    from tasks.discover import discover
-    from tasks.runner import TABLES, extract_sequential, schemas
+    from tasks.run.discover import discover
+    from tasks.run.episode import TABLES, extract_sequential, schemas
 
     cfg = get_preset(preset)
     results = extract_sequential(discover(str(corpus), cfg), cfg, str(dataset))
@@ -67,7 +67,7 @@ def stage_ingest(work: Path) -> None:
 
 def stage_train(work: Path, steps: int, batch_size: int, max_keypoints: int, seed: int) -> dict:
     from flows.pretrain import pretrain
-    from tasks.train_config import PretrainConfig
+    from tasks.train.config import PretrainConfig
 
     cfg = PretrainConfig(model_preset="mu0-tiny", steps=steps, batch_size=batch_size, max_keypoints=max_keypoints,
                          eval_fraction=0.0, seed=seed, checkpoint_every=max(100, steps // 5), log_every=max(1, steps // 50),
@@ -82,11 +82,11 @@ def stage_eval(work: Path, text_embedding: bool) -> list[dict]:
     import torch
 
     from models.checkpoint import load_checkpoint
-    from tasks.baselines import NearestNeighbour, predict_constant_velocity, predict_zero_motion
-    from tasks.batches import BatchConfig
-    from tasks.evaluate_traces import EvalProtocol, eval_batches, evaluate_methods, model_predictor, n_keypoints_scored, pivot
+    from tasks.train.baselines import NearestNeighbour, predict_constant_velocity, predict_zero_motion
+    from tasks.train.batches import BatchConfig
+    from tasks.train.evaluate import EvalProtocol, eval_batches, evaluate_methods, model_predictor, n_keypoints_scored, pivot
     from models.checkpoint import latest_checkpoint
-    from tasks.train_loop import checkpoint_stats
+    from tasks.train.loop import checkpoint_stats
 
     ckpt = latest_checkpoint(work / "run")
     if ckpt is None:

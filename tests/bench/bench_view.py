@@ -30,12 +30,12 @@ def main() -> None:
 
     from storage.writer import commit
     from tasks.config import get_preset
-    from tasks.discover import discover
-    from tasks.overlay_video import overlay_png, write_overlay_mp4
-    from tasks.runner import TABLES, extract_sequential, schemas
-    from tasks.scene import load_scene, point_cloud, read_rgbd
+    from tasks.run.discover import discover
+    from tasks.view.overlay import overlay_png, write_overlay_mp4
+    from tasks.run.episode import TABLES, extract_sequential, schemas
+    from tasks.view.scene import load_scene, point_cloud, read_rgbd
     from tasks.sim.generate import generate_corpus
-    from tasks.view_rerun import write_rrd
+    from tasks.view.rerun_recording import write_rrd
 
     out = Path(tempfile.mkdtemp(prefix="mu0-bench-view-"))
     generate_corpus(out / "corpus", 1, ["drawer-open"], camera="static", max_steps=args.steps, seed=0)

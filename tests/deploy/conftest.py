@@ -87,7 +87,7 @@ def episode_ids(dataset: Path) -> set[str]:
 
 def expected_ids(paths) -> set[str]:
     from tasks.config import PRESETS
-    from tasks.discover import content_hash
+    from tasks.run.discover import content_hash
 
     key = PRESETS["sim"].extraction_key()
     return {content_hash(Path(p).resolve(), key) for p in paths}

@@ -70,7 +70,7 @@ def test_missing_inbox_is_a_clear_error(tmp_path):
 
 def test_inbox_flow_refuses_links_out_of_the_inbox(tmp_path, prefect_harness):
     from flows.inbox import MANIFEST_DIR, inbox_ingest
-    from tasks.safety import OutsideRootsError
+    from tasks.run.safety import OutsideRootsError
 
     inbox, other = tmp_path / "inbox", tmp_path / "other"
     inbox.mkdir()

@@ -6,8 +6,8 @@ import os
 
 import pytest
 
-from tasks.discover import SourceError
-from tasks.safety import ROOTS_ENV, OutsideRootsError, check_source, check_within_roots, outside_roots, roots_from_env
+from tasks.run.discover import SourceError
+from tasks.run.safety import ROOTS_ENV, OutsideRootsError, check_source, check_within_roots, outside_roots, roots_from_env
 
 
 def _episode(d):

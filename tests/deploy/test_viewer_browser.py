@@ -14,10 +14,10 @@ import cv2
 import numpy as np
 import pytest
 
-from tasks.scene import PALETTE
-from tasks.view_viser import serve_scene
+from tasks.view.scene import PALETTE
+from tasks.view.viser_server import serve_scene
 from tests.deploy.conftest import free_port
-from tests.tasks.view_dataset import view_dataset
+from tests.tasks.view.view_dataset import view_dataset
 
 pytestmark = pytest.mark.slow  # about 12 s of browser on idle cores, 23 s measured on a loaded machine, + the dataset
 

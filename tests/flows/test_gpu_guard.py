@@ -10,7 +10,7 @@ import pytest
 
 from flows.ingest import GPU_LIMIT, ingest
 from tasks.config import get_preset
-from tasks.ray_runner import NoGPUError, check_gpus
+from tasks.run.ray_runner import NoGPUError, check_gpus
 
 
 def test_gpu_config_on_a_cluster_without_gpus_is_a_clear_error(local_ray):

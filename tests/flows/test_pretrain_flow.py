@@ -9,8 +9,8 @@ import torch
 
 from flows.pretrain import pretrain
 from models.checkpoint import latest_checkpoint, load_checkpoint, read_step
-from tasks.train_config import PretrainConfig
-from tasks.train_loop import checkpoint_stats, read_run
+from tasks.train.config import PretrainConfig
+from tasks.train.loop import checkpoint_stats, read_run
 from tests.bench.bench_pretrain import ingest_sequential
 
 

@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 
 from flows.cli import app
 from tests.deploy.conftest import free_port
-from tests.tasks.view_dataset import FAILED_ID, view_corpus, view_dataset
+from tests.tasks.view.view_dataset import FAILED_ID, view_corpus, view_dataset
 
 runner = CliRunner()
 
@@ -123,7 +123,7 @@ def test_ingest_posts_a_preview_artifact(prefect_harness, tmp_path_factory, tmp_
 
 def test_a_preview_that_fails_does_not_fail_the_run(prefect_harness, dataset, tmp_path):
     from flows.ingest import preview
-    from tasks.runner import EpisodeResult
+    from tasks.run.episode import EpisodeResult
 
     root, eid = dataset
     ghost = EpisodeResult(episode_id="0" * 64, source_uri="ghost", status="ok", errors={}, n_samples=5)

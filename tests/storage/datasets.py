@@ -51,8 +51,8 @@ def write(root: str, name: str, table: pa.Table, tag: str | None = None, schema:
 def ingest_small(sim_corpus, root: str, tag: str = "ingest-1"):
     """The ingest flow's work without Prefect/Ray: extract in-process, one commit per table, indexes."""
     from tasks.config import get_preset
-    from tasks.discover import discover
-    from tasks.runner import TABLES, extract_sequential, schemas
+    from tasks.run.discover import discover
+    from tasks.run.episode import TABLES, extract_sequential, schemas
 
     cfg = get_preset("sim")
     results = extract_sequential(discover(str(sim_corpus), cfg), cfg, root)
