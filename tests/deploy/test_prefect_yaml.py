@@ -8,6 +8,21 @@ import pkgutil
 import flows
 from flows import serve as S
 
+# The project's flows (name -> entrypoint) and the deployments of deploy/prefect.yaml. Spelled out so
+# that a discovery that finds nothing, or a yaml without deployments, fails instead of passing.
+EXPECTED_FLOWS = {
+    "ingest": "flows/ingest.py:ingest",
+    "inbox-ingest": "flows/inbox.py:inbox_ingest",
+    "pretrain": "flows/pretrain.py:pretrain",
+    "evaluate": "flows/evaluate.py:evaluate",
+}
+EXPECTED_DEPLOYMENTS = {
+    "ingest": "flows/ingest.py:ingest",
+    "inbox": "flows/inbox.py:inbox_ingest",
+    "pretrain": "flows/pretrain.py:pretrain",
+    "evaluate": "flows/evaluate.py:evaluate",
+}
+
 
 def _project_flows():
     from prefect import Flow
@@ -25,14 +40,19 @@ def _project_flows():
 
 def test_every_flow_has_a_deployment():
     specs = S.load_specs()
+    project_flows = _project_flows()
+    assert project_flows == EXPECTED_FLOWS, "flows/ defines other flows than EXPECTED_FLOWS (update both lists)"
+    assert {s["name"]: s["entrypoint"] for s in specs} == EXPECTED_DEPLOYMENTS
     entrypoints = {s["entrypoint"] for s in specs}
-    missing = {name: ep for name, ep in _project_flows().items() if ep not in entrypoints}
+    missing = {name: ep for name, ep in project_flows.items() if ep not in entrypoints}
     assert not missing, f"flows without a deployment in deploy/prefect.yaml: {missing}"
     assert len({s["name"] for s in specs}) == len(specs)
 
 
 def test_parameters_validate_and_the_form_has_descriptions():
-    for spec in S.load_specs():
+    specs = S.load_specs()
+    assert sorted(s["name"] for s in specs) == sorted(EXPECTED_DEPLOYMENTS)  # never an empty loop
+    for spec in specs:
         flow = S.load_flow(spec["entrypoint"])
         assert spec.get("enforce_parameter_schema") is True
         flow.validate_parameters(spec["parameters"])  # raises on unknown names or wrong types
