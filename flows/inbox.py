@@ -22,7 +22,7 @@ from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.runtime import flow_run
 
-from flows.report import IngestReport
+from tasks.run.report import IngestReport
 from tasks.config import PRESETS, IngestConfig
 from tasks.run.discover import VIDEO_SUFFIXES, is_episode_dir
 from tasks.run.safety import OutsideRootsError, outside_roots

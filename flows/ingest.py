@@ -23,14 +23,13 @@ from prefect.concurrency.sync import concurrency
 from prefect.runtime import flow_run
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from flows.report import Failure, IngestReport
-from storage.dataset import existing_episode_ids
-from storage.writer import commit, ensure_indexes
+from storage.writer import ensure_indexes
 from tasks.config import PRESETS, IngestConfig
-from tasks.run.discover import discover
-from tasks.run.ray_runner import ensure_ray, extract_on_ray
-from tasks.run.episode import TABLES, EpisodeResult, extract_sequential, schemas
-from tasks.run.safety import check_source
+from tasks.run.episode import EpisodeResult, episode_resources
+from tasks.run.ingest import Runner, commit_results, find_new, summarize
+from tasks.run.ray_runner import RayRunner
+from tasks.run.report import IngestReport
+from tasks.run.sequential import SequentialRunner
 from tasks.types import EpisodeSource
 
 
@@ -40,85 +39,65 @@ GPU_LIMIT = "gpu"  # global concurrency limit: each GPU-heavy run holds one slot
 
 def gpu_guard(config: IngestConfig):
     """Hold a slot of the global GPU limit while extracting with GPU backends (a no-op on CPU)."""
-    return concurrency(GPU_LIMIT, occupy=1) if config.gpus_per_episode > 0 else contextlib.nullcontext()
+    return concurrency(GPU_LIMIT, occupy=1) if episode_resources(config).gpus > 0 else contextlib.nullcontext()
+
+
+def make_runner(runner: str, ray_address: str | None, num_cpus: int | None) -> Runner:
+    return SequentialRunner() if runner == "sequential" else RayRunner(ray_address, num_cpus)
 
 
 @task(name="discover", cache_policy=NO_CACHE)
 def discover_new(source: str, dataset: str, config: IngestConfig) -> tuple[list[EpisodeSource], int]:
-    """Episodes in `source` that the dataset does not hold yet (resume), and how many were found.
-
-    Sources outside MU0_SOURCE_ROOTS (when set) are refused before anything is read.
-    """
-    check_source(source)
-    found = discover(source, config)
-    have = existing_episode_ids(dataset)
-    return [s for s in found if s.episode_id not in have], len(found)
+    """Episodes in `source` that the dataset does not hold yet, and how many were found (tasks.run.ingest.find_new)."""
+    return find_new(source, dataset, config)
 
 
 @task(name="extract", cache_policy=NO_CACHE)
 def extract(
-    todo: list[EpisodeSource],
-    dataset: str,
-    config: IngestConfig,
-    runner: str,
-    ray_address: str | None,
-    num_cpus: int | None,
-    show_progress: bool,
+    todo: list[EpisodeSource], dataset: str, config: IngestConfig, runner: Runner, show_progress: bool
 ) -> tuple[list[EpisodeResult], float]:
-    """Run the stages for every episode: (results, seconds of work once Ray is up).
+    """Run the stages for every episode: (results, seconds of work once the workers are up).
 
     Progress goes to the terminal and to a Prefect progress artifact.
     """
-    if runner == "ray":
-        ensure_ray(ray_address, num_cpus, config)
-    with gpu_guard(config):
-        return _extract(todo, dataset, config, runner, ray_address, num_cpus, show_progress)
+    runner.start(config)  # Ray start-up and model loading: set-up, not timed
+    with gpu_guard(config):  # waiting for a GPU slot: not timed either
+        t0 = time.perf_counter()
+        artifact = create_progress_artifact(progress=0.0, description=f"episodes extracted into {dataset}")
+        with Progress(
+            TextColumn("[bold]extract"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[note]}"),
+            TimeElapsedColumn(),
+            disable=not show_progress,
+        ) as bar:
+            on_result = _progress(bar, bar.add_task("extract", total=len(todo), note=""), artifact, len(todo))
+            results = runner.extract(todo, config, dataset, on_result)
+        return results, time.perf_counter() - t0
 
 
-def _extract(todo, dataset, config, runner, ray_address, num_cpus, show_progress) -> tuple[list[EpisodeResult], float]:
-    """The body of `extract`, timed from here: Ray start-up and waiting for a GPU slot do not count."""
-    t0 = time.perf_counter()
-    artifact = create_progress_artifact(progress=0.0, description=f"episodes extracted into {dataset}")
-    done = {"n": 0, "failed": 0, "reported": t0}
-    with Progress(
-        TextColumn("[bold]extract"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[note]}"),
-        TimeElapsedColumn(),
-        disable=not show_progress,
-    ) as bar:
-        task_id = bar.add_task("extract", total=len(todo), note="")
+def _progress(bar: Progress, task_id, artifact, total: int):
+    done = {"n": 0, "failed": 0, "reported": time.perf_counter()}
 
-        def on_result(res: EpisodeResult) -> None:
-            done["n"] += 1
-            done["failed"] += res.status == "failed"
-            bar.update(task_id, advance=1, note=f"{done['failed']} failed" if done["failed"] else "")
-            # One API call per episode competes with the workers for the driver's CPU: report at most
-            # every PROGRESS_INTERVAL_S, and always the final 100%.
-            now = time.perf_counter()
-            if done["n"] == len(todo) or now - done["reported"] >= PROGRESS_INTERVAL_S:
-                done["reported"] = now
-                update_progress_artifact(artifact_id=artifact, progress=100.0 * done["n"] / max(1, len(todo)))
+    def on_result(res: EpisodeResult) -> None:
+        done["n"] += 1
+        done["failed"] += res.status == "failed"
+        bar.update(task_id, advance=1, note=f"{done['failed']} failed" if done["failed"] else "")
+        # One API call per episode competes with the workers for the driver's CPU: report at most
+        # every PROGRESS_INTERVAL_S, and always the final 100%.
+        now = time.perf_counter()
+        if done["n"] == total or now - done["reported"] >= PROGRESS_INTERVAL_S:
+            done["reported"] = now
+            update_progress_artifact(artifact_id=artifact, progress=100.0 * done["n"] / max(1, total))
 
-        if runner == "sequential":
-            results = extract_sequential(todo, config, dataset, on_result)
-        else:
-            results = extract_on_ray(todo, config, dataset, address=ray_address, num_cpus=num_cpus, on_result=on_result)
-    return results, time.perf_counter() - t0
+    return on_result
 
 
 @task(name="commit", cache_policy=NO_CACHE)
 def commit_all(dataset: str, results: list[EpisodeResult], config: IngestConfig, tag: str) -> dict[str, int]:
-    """One commit per table for the whole run, tagged so the run can be time-travelled to."""
-    sch = schemas(config)
-    versions = {}
-    for name in TABLES:
-        frags = [f for r in results for f in r.fragments.get(name, [])]
-        version = commit(dataset, name, frags, sch[name], tag=tag)
-        if version is not None:
-            versions[name] = version
-    return versions
+    """The run's fragments committed, tagged so the run can be time-travelled to (tasks.run.ingest.commit_results)."""
+    return commit_results(dataset, results, config, tag)
 
 
 @task(name="index", cache_policy=NO_CACHE)
@@ -152,25 +131,6 @@ def preview(dataset: str, results: list[EpisodeResult]) -> str | None:
         return None
 
 
-def summarize(
-    results: list[EpisodeResult], dataset: str, tag: str, discovered: int, skipped: int, seconds: float, versions
-) -> IngestReport:
-    report = IngestReport(run_tag=tag, dataset=dataset, discovered=discovered, skipped=skipped, seconds=seconds)
-    stage_seconds: dict[str, float] = {}
-    for r in results:
-        setattr(report, r.status, getattr(report, r.status) + 1)
-        report.frames += r.n_frames
-        report.tracks += r.n_tracks
-        report.samples += r.n_samples
-        for k, v in r.timings.items():
-            stage_seconds[k] = stage_seconds.get(k, 0.0) + v
-        if r.status != "ok":
-            report.failures.append(Failure(source_uri=r.source_uri, status=r.status, error=r.error_text))
-    report.stage_seconds = stage_seconds
-    report.versions = versions
-    return report
-
-
 @flow(name="ingest", log_prints=True)
 def ingest(
     source: str,
@@ -186,7 +146,8 @@ def ingest(
     tag = f"ingest-{flow_run.id or uuid.uuid4()}"
     todo, found = discover_new(source, dataset, config)
     log.info("%d episodes found, %d new", found, len(todo))
-    results, seconds = extract(todo, dataset, config, runner, ray_address, num_cpus, show_progress) if todo else ([], 0.0)
+    work = make_runner(runner, ray_address, num_cpus)
+    results, seconds = extract(todo, dataset, config, work, show_progress) if todo else ([], 0.0)
     t0 = time.perf_counter()
     versions = commit_all(dataset, results, config, tag) if results else {}
     if versions:

@@ -115,4 +115,16 @@ CAPTIONS = pa.schema(
     ]
 )
 
+# The one table registry: every writer, reader and check goes through these two names.
 TABLES = ("episodes", "tracks", "samples", "frames", "captions")
+
+
+def table_schemas(future_len: int = FUTURE_LEN, history_len: int = HISTORY_LEN) -> dict[str, pa.Schema]:
+    """Schema of every table in TABLES; only `samples` depends on settings (its trace lengths)."""
+    return {
+        "episodes": EPISODES,
+        "tracks": TRACKS,
+        "samples": samples_schema(future_len, history_len),
+        "frames": FRAMES,
+        "captions": CAPTIONS,
+    }

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Mapping
 
 import lance
 import pyarrow as pa
@@ -83,6 +84,22 @@ def commit(root: str, name: str, fragments_json: list[str], schema: pa.Schema, t
     if tag:
         _tag(new, tag, new.version)
     return new.version
+
+
+def commit_run(
+    root: str, fragments: Mapping[str, Mapping[str, list[str]]], schemas: Mapping[str, pa.Schema], tag: str
+) -> dict[str, int]:
+    """Commit one run's fragments (episode id -> table -> fragment JSON), one version per table, tagged.
+
+    Returns the new version of every table that received rows.
+    """
+    versions = {}
+    for name in TABLES:
+        frags = [f for per_table in fragments.values() for f in per_table.get(name, [])]
+        version = commit(root, name, frags, schemas[name], tag=tag)
+        if version is not None:
+            versions[name] = version
+    return versions
 
 
 # Indexes per table (DESIGN.md): (column, kind). Every table gets a BTREE on `episode_id`; captions

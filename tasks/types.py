@@ -69,6 +69,8 @@ class Episode:
     pose_source: str = ""
     meta: dict[str, Any] = field(default_factory=dict)
     # keypoints
+    gray: np.ndarray | None = None  # (T, H, W) uint8, made by keypoints for the tracker (dropped after it)
+    keypoint_candidates: tuple = ()  # tasks.extract.keypoints.Candidates per re-seed frame
     query_frame: np.ndarray | None = None  # (N,) int32
     query_uv: np.ndarray | None = None  # (N, 2) float32 pixels
     cluster_id: np.ndarray | None = None  # (N,) int32

@@ -21,18 +21,18 @@ from tasks.captions.records import Caption, Captions
 from tasks.captions.template import EpisodeText, chunk_texts
 from tasks.config import CaptionConfig, IngestConfig
 from tasks.captions.segment import segment_episode
+from tasks.stage import Resources, Stage
 from tasks.types import Episode
 
 MASK_RADIUS_PX = 12  # METHOD.md: disks of radius 12 around the dominant cluster's keypoints, dilated by 5
 MASK_DILATE_PX = 5
 
 
-def caption(ep: Episode, cfg: IngestConfig) -> Episode:
+def caption(ep: Episode, ccfg: CaptionConfig) -> Episode:
     """Fill `ep.captions` (and `errors["captions"]` for VLM chunks that fell back to the template)."""
-    ccfg = cfg.captions
     if ccfg.backend == "off" or ep.n_frames == 0:
         return ep
-    text = EpisodeText.of(ep.meta, cfg.preset)
+    text = EpisodeText.of(ep.meta, ep.source.preset)
     actions = load_actions(ep)
     motions = [measure_chunk(ep, a, b, actions) for a, b in segment_episode(ep, ccfg)]
     motion = [_template_caption(i, m, text) for i, m in enumerate(motions)]
@@ -95,3 +95,24 @@ def _vlm_captions(
         out.append(Caption(tpl.caption_id, "motion", m.start, m.end, j.instruction_1, j.instruction_2,
                            j.instruction_3, tuple(j.skill_labels), text.embodiment))
     return out, failures
+
+
+class Captioning(Stage[CaptionConfig]):
+    """Stage 7 (docs/method.md#stage-7-segmentation-and-captions): motion chunks, hierarchical captions, embeddings."""
+
+    name = "captions"
+
+    def settings(self, cfg: IngestConfig) -> CaptionConfig:
+        return cfg.captions
+
+    def warm(self, settings: CaptionConfig) -> None:
+        if settings.backend != "off":
+            from models.text_embedder import load_embedder
+
+            load_embedder()
+
+    def resources(self, settings: CaptionConfig) -> Resources:
+        return Resources(gpus=settings.gpus)
+
+    def run(self, ep: Episode, settings: CaptionConfig) -> Episode:
+        return caption(ep, settings)

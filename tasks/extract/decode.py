@@ -15,11 +15,11 @@ from av.video.reformatter import VideoReformatter
 import numpy as np
 
 from tasks.config import DecodeConfig, IngestConfig
-from tasks.errors import ConfigurationError, EpisodeInputError
+from tasks.errors import EpisodeInputError
 from tasks.extract.intrinsics import check_pinhole, intrinsics_from_metadata, video_metadata
+from tasks.stage import Stage
 from tasks.types import Episode, EpisodeSource
 
-MAX_INVALID_DEPTH_FRACTION = 0.5
 DECODE_THREADS = int(os.environ.get("MU0_DECODE_THREADS", "0"))
 
 
@@ -29,12 +29,23 @@ def subsample_stride(src_fps: float, target_fps: float | None) -> int:
     return max(1, int(round(src_fps / target_fps)))
 
 
-def read_video(path: Path, cfg: DecodeConfig) -> tuple[np.ndarray, np.ndarray, float, int]:
-    """Decode with PyAV: (frames (T,H,W,3) uint8 RGB, frame_index (T,), source fps, source frame count)."""
+def probe_video(path: Path) -> None:
+    """Cheap checks before any frame is decoded: the file exists, is not empty, and holds a video stream."""
     if not path.exists():
         raise EpisodeInputError(f"{path}: file not found")
     if path.stat().st_size == 0:
         raise EpisodeInputError(f"{path}: file is empty (0 bytes)")
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.video:
+                raise EpisodeInputError(f"{path}: no video stream")
+    except (av.error.FFmpegError, UnicodeDecodeError) as exc:
+        raise EpisodeInputError(f"{path}: cannot decode video ({type(exc).__name__}: {exc})") from exc
+
+
+def read_video(path: Path, cfg: DecodeConfig) -> tuple[np.ndarray, np.ndarray, float, int]:
+    """Decode with PyAV: (frames (T,H,W,3) uint8 RGB, frame_index (T,), source fps, source frame count)."""
+    probe_video(path)
     try:
         with av.open(str(path)) as container:
             if not container.streams.video:
@@ -85,7 +96,7 @@ def read_frame_dir(path: Path, cfg: DecodeConfig, fps: float) -> tuple[np.ndarra
 
 
 def read_depth(
-    path: Path, n_src: int, index: np.ndarray, hw: tuple[int, int], max_invalid: float = MAX_INVALID_DEPTH_FRACTION
+    path: Path, n_src: int, index: np.ndarray, hw: tuple[int, int], max_invalid: float = 1.0
 ) -> np.ndarray:
     """depth.npy (T,H,W) meters -> float32 at the kept frames, NaN where unknown (at most `max_invalid` of it)."""
     try:
@@ -161,38 +172,32 @@ def load_meta(path: Path) -> dict:
     return meta
 
 
-def decode(src: EpisodeSource, cfg: IngestConfig) -> Episode:
-    """Read one episode (input format 1 or 2) into an Episode with frames, depth and cameras."""
+def decode(src: EpisodeSource, cfg: DecodeConfig) -> Episode:
+    """Read one episode (input format 1 or 2) into an Episode with frames and whatever depth and cameras it has.
+
+    Depth is read leniently (any share of unknown pixels): whether given depth is required, and how
+    complete it must be, is the depth stage's rule; likewise given cameras for the pose stage.
+    """
     path = Path(src.uri)
     if src.kind == "video":
-        frames, index, fps, n_src = read_video(path, cfg.decode)
-        if cfg.depth.backend == "given" or cfg.pose.backend == "given":
-            raise ConfigurationError(
-                f"{path}: a plain video has no depth or cameras, but the config asks for depth={cfg.depth.backend!r}, "
-                f"pose={cfg.pose.backend!r}; give an episode directory with depth.npy and cameras.npz"
-            )
+        frames, index, fps, n_src = read_video(path, cfg)
         # Depth and poses are estimated later; intrinsics come from the container's tags if it has any.
         found = intrinsics_from_metadata({}, video_metadata(path), frames.shape[2], frames.shape[1], where=str(path))
         K, meta = (found[0], {"intrinsics": found[1]}) if found else (None, {})
-        frames, _, K = downscale(frames, None, K, cfg.decode.max_width)
+        frames, _, K = downscale(frames, None, K, cfg.max_width)
         return Episode(source=src, frames=frames, frame_index=index, fps=fps, K=K, meta=meta)
 
     meta = load_meta(path / "meta.json")
     if (path / "video.mp4").exists():
-        frames, index, fps, n_src = read_video(path / "video.mp4", cfg.decode)
+        frames, index, fps, n_src = read_video(path / "video.mp4", cfg)
     else:
-        frames, index, fps, n_src = read_frame_dir(path / "frames", cfg.decode, float(meta.get("fps", 0) or 0))
+        frames, index, fps, n_src = read_frame_dir(path / "frames", cfg, float(meta.get("fps", 0) or 0))
     if not fps and meta.get("fps"):
         fps = float(meta["fps"]) / (index[1] - index[0] if len(index) > 1 else 1)
     hw = frames.shape[1:3]
 
     depth = None
-    if cfg.depth.backend == "given":
-        if not (path / "depth.npy").exists():
-            raise ConfigurationError(f"{path}: depth backend 'given' needs depth.npy (T,H,W meters), which is missing")
-        depth = read_depth(path / "depth.npy", n_src, index, hw)
-    elif (path / "depth.npy").exists():
-        # Predicted depth is median-scaled to whatever is given: a few frames or a sparse map are enough.
+    if (path / "depth.npy").exists():
         depth = read_depth(path / "depth.npy", n_src, index, hw, max_invalid=1.0)
     K = w2c = None
     if (path / "cameras.npz").exists():
@@ -204,9 +209,7 @@ def decode(src: EpisodeSource, cfg: IngestConfig) -> Episode:
         found = intrinsics_from_metadata(meta, tags, hw[1], hw[0], where=str(path / "meta.json"))
         if found:
             K, meta = found[0], {**meta, "intrinsics": found[1]}
-    if cfg.pose.backend == "given" and w2c is None:
-        raise ConfigurationError(f"{path}: pose backend 'given' needs cameras.npz with K and w2c (T,4,4)")
-    frames, depth, K = downscale(frames, depth, K, cfg.decode.max_width)
+    frames, depth, K = downscale(frames, depth, K, cfg.max_width)
     return Episode(
         source=src,
         frames=frames,
@@ -215,7 +218,23 @@ def decode(src: EpisodeSource, cfg: IngestConfig) -> Episode:
         depth=depth,
         K=K,
         w2c=w2c,
-        depth_source=cfg.depth.backend if depth is not None else "",
-        pose_source=cfg.pose.backend if w2c is not None else "",
+        depth_source="given" if depth is not None else "",
+        pose_source="given" if w2c is not None else "",
         meta=meta,
     )
+
+
+class Decode(Stage[DecodeConfig]):
+    """Stage 0 (docs/method.md#stage-0-decode-and-subsample): frames, given depth and cameras, metadata."""
+
+    name = "decode"
+
+    def settings(self, cfg: IngestConfig) -> DecodeConfig:
+        return cfg.decode
+
+    def precheck(self, src: EpisodeSource, settings: DecodeConfig) -> None:
+        if src.kind == "video":
+            probe_video(Path(src.uri))
+
+    def run(self, ep: Episode, settings: DecodeConfig) -> Episode:
+        return decode(ep.source, settings)

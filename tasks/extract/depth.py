@@ -11,10 +11,12 @@ from __future__ import annotations
 import numpy as np
 
 from tasks.config import DepthConfig, IngestConfig
-from tasks.errors import ConfigurationError
+from tasks.errors import ConfigurationError, EpisodeInputError
 from tasks.extract.intrinsics import ensure_intrinsics
-from tasks.types import Episode
+from tasks.stage import Resources, Stage
+from tasks.types import Episode, EpisodeSource
 
+MAX_INVALID_DEPTH_FRACTION = 0.5  # given depth with more unknown pixels than this is refused
 _MAX_RATIO_SAMPLES = 2_000_000  # a strided subset is as good for a median and keeps long episodes cheap
 
 
@@ -43,13 +45,56 @@ def predict_depth(frames: np.ndarray, cfg: DepthConfig) -> np.ndarray:
     return model.predict(frames, batch_size=cfg.batch_size, input_size=cfg.input_size)
 
 
-def estimate_depth(ep: Episode, cfg: IngestConfig) -> Episode:
-    if cfg.depth.backend == "given":
-        return ensure_intrinsics(ep, cfg.depth)
-    predicted = predict_depth(ep.frames, cfg.depth)
-    ratio = median_depth_ratio(predicted, ep.depth, cfg.depth.min_given_px)
-    if cfg.depth.scale_to_given and np.isfinite(ratio) and ratio > 0:
+def check_given_depth(ep: Episode) -> Episode:
+    """`given` depth must exist and be mostly valid; the error names depth.npy and the cause."""
+    where = f"{ep.source.uri}/depth.npy"
+    if ep.depth is None:
+        raise ConfigurationError(f"{where}: depth backend 'given' needs depth.npy (T,H,W meters), which is missing")
+    frac = float(np.count_nonzero(~np.isfinite(ep.depth))) / max(1, ep.depth.size)
+    if frac > MAX_INVALID_DEPTH_FRACTION:
+        raise EpisodeInputError(f"{where}: {frac:.0%} of depth values are NaN, infinite or <= 0")
+    return ep
+
+
+def estimate_depth(ep: Episode, cfg: DepthConfig) -> Episode:
+    if cfg.backend == "given":
+        return ensure_intrinsics(check_given_depth(ep), cfg)
+    predicted = predict_depth(ep.frames, cfg)
+    ratio = median_depth_ratio(predicted, ep.depth, cfg.min_given_px)
+    if cfg.scale_to_given and np.isfinite(ratio) and ratio > 0:
         predicted /= np.float32(ratio)
     predicted[~(predicted > 0)] = np.nan  # unknown, as in given depth
     ep = ep.replace(depth=predicted, clean_depth=None, depth_source="depth-anything", depth_scale_ratio=ratio)
-    return ensure_intrinsics(ep, cfg.depth)
+    return ensure_intrinsics(ep, cfg)
+
+
+class Depth(Stage[DepthConfig]):
+    """Stage 1a (docs/method.md#stage-1-depth-and-camera-poses): metric depth, given or predicted."""
+
+    name = "depth"
+
+    def settings(self, cfg: IngestConfig) -> DepthConfig:
+        return cfg.depth
+
+    def precheck(self, src: EpisodeSource, settings: DepthConfig) -> None:
+        if src.kind == "video" and settings.backend == "given":
+            raise ConfigurationError(
+                f"{src.uri}: a plain video has no depth, but the config asks for depth='given'; use "
+                "--depth depth-anything, or give an episode directory with depth.npy"
+            )
+
+    def warm(self, settings: DepthConfig) -> None:
+        if settings.backend != "depth-anything":
+            return
+        from models.depth_anything import load_depth_anything
+
+        try:
+            load_depth_anything(settings.model, settings.device)
+        except Exception:  # noqa: BLE001 - a missing model is reported per episode, as data
+            pass
+
+    def resources(self, settings: DepthConfig) -> Resources:
+        return Resources(gpus=settings.gpus)
+
+    def run(self, ep: Episode, settings: DepthConfig) -> Episode:
+        return estimate_depth(ep, settings)

@@ -16,7 +16,8 @@ import numpy as np
 from scipy.cluster.hierarchy import fcluster, linkage
 from scipy.spatial.distance import squareform
 
-from tasks.config import IngestConfig
+from tasks.config import FilterConfig, IngestConfig
+from tasks.stage import Stage
 from tasks.types import Episode
 
 UNKNOWN = 2.0  # meters: the separation-change "distance" of a pair never seen together often enough
@@ -60,13 +61,25 @@ def cluster_moving(xyz: np.ndarray, visible: np.ndarray, tol_m: float, min_commo
     return out
 
 
-def group_entities(ep: Episode, cfg: IngestConfig) -> Episode:
+def group_entities(ep: Episode, cfg: FilterConfig) -> Episode:
     """Set `cluster_id`: 0 for static tracks, 1..k for rigidly co-moving groups of moving tracks."""
     if ep.is_moving is None or ep.tracks_xyz is None:
         return ep
     ids = np.zeros(len(ep.is_moving), np.int32)
     moving = np.flatnonzero(ep.is_moving)
     ids[moving] = cluster_moving(
-        ep.tracks_xyz[moving], ep.visible[moving], cfg.filter.rigid_group_tol_m, cfg.filter.rigid_group_min_frames
+        ep.tracks_xyz[moving], ep.visible[moving], cfg.rigid_group_tol_m, cfg.rigid_group_min_frames
     )
     return ep.replace(cluster_id=ids)
+
+
+class Entities(Stage[FilterConfig]):
+    """Rigid entity ids for moving tracks (the classical stand-in for DINO clusters, stage 2)."""
+
+    name = "entities"
+
+    def settings(self, cfg: IngestConfig) -> FilterConfig:
+        return cfg.filter
+
+    def run(self, ep: Episode, settings: FilterConfig) -> Episode:
+        return group_entities(ep, settings)

@@ -9,8 +9,9 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from tasks.config import LiftConfig
+from tasks.config import IngestConfig, LiftConfig
 from tasks.geometry import sample_bilinear, unproject
+from tasks.stage import Stage
 from tasks.types import Episode
 
 
@@ -58,3 +59,15 @@ def lift(ep: Episode, cfg: LiftConfig) -> Episode:
             xyz[idx, t] = lift_points(ep.tracks_uv[idx, t], depth[t], ep.K, ep.w2c[t])
     visible = ep.visible & np.isfinite(xyz).all(-1)
     return ep.replace(tracks_xyz=xyz, visible=visible, clean_depth=None)  # not needed past this stage
+
+
+class Lift(Stage[LiftConfig]):
+    """Stage 4 (docs/method.md#stage-4-lifting-and-reprojection): 2D tracks to world 3D through depth and cameras."""
+
+    name = "lift"
+
+    def settings(self, cfg: IngestConfig) -> LiftConfig:
+        return cfg.lift
+
+    def run(self, ep: Episode, settings: LiftConfig) -> Episode:
+        return lift(ep, settings)

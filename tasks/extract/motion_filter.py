@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from tasks.config import FilterConfig
+from tasks.config import FilterConfig, IngestConfig
 from tasks.geometry import inside_image, project
+from tasks.stage import Stage
 from tasks.types import Episode
 
 
@@ -112,3 +113,15 @@ def filter_tracks(ep: Episode, cfg: FilterConfig) -> Episode:
         )
         ep = ep.replace(status="rejected", errors={**ep.errors, "filter": msg})
     return ep
+
+
+class MotionFilter(Stage[FilterConfig]):
+    """Stage 5 (docs/method.md#stage-5-motion-filter-and-coverage): moving tracks, and the coverage rejection rule."""
+
+    name = "filter"
+
+    def settings(self, cfg: IngestConfig) -> FilterConfig:
+        return cfg.filter
+
+    def run(self, ep: Episode, settings: FilterConfig) -> Episode:
+        return filter_tracks(ep, settings)

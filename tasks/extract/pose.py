@@ -31,7 +31,8 @@ from tasks.config import IngestConfig, PoseConfig
 from tasks.errors import ConfigurationError, EpisodeInputError
 from tasks.geometry import invert_rigid
 from tasks.extract.odometry import KeyframePoints, Registration, dense_refine, keyframe_points, register, to_gray
-from tasks.types import Episode
+from tasks.stage import Stage
+from tasks.types import Episode, EpisodeSource
 
 
 @dataclass(frozen=True)
@@ -125,16 +126,18 @@ def estimate_camera_poses(
     return PoseEstimate(c2w, frame_scale, np.asarray(scales), int((~rel_ok).sum()))
 
 
-def estimate_poses(ep: Episode, cfg: IngestConfig) -> Episode:
-    if cfg.pose.backend == "given":
+def estimate_poses(ep: Episode, cfg: PoseConfig) -> Episode:
+    if cfg.backend == "given":
+        if ep.w2c is None:
+            raise ConfigurationError(f"{ep.source.uri}/cameras.npz: pose backend 'given' needs cameras.npz with K and w2c (T,4,4)")
         return ep
     if ep.K is None:
         raise ConfigurationError(f"{ep.source.uri}: pose backend 'open3d' needs intrinsics K (cameras.npz or the depth stage)")
     if ep.depth is None or ep.frames is None:
         raise ConfigurationError(f"{ep.source.uri}: pose backend 'open3d' needs depth (given or predicted) and frames")
     similarity = ep.depth_source != "given"
-    est = estimate_camera_poses(ep.frames, ep.depth, ep.K, cfg.pose, similarity=similarity)
-    if est.n_lost > cfg.pose.max_lost_frac * ep.n_frames:
+    est = estimate_camera_poses(ep.frames, ep.depth, ep.K, cfg, similarity=similarity)
+    if est.n_lost > cfg.max_lost_frac * ep.n_frames:
         raise EpisodeInputError(
             f"{ep.source.uri}: camera tracking lost on {est.n_lost} of {ep.n_frames} frames (too little texture or depth?)"
         )
@@ -148,6 +151,25 @@ def estimate_poses(ep: Episode, cfg: IngestConfig) -> Episode:
         depth=depth,
         clean_depth=clean,
         scale_spread=spread,
-        metric_scale_ok=bool(ep.metric_scale_ok and not (spread > cfg.pose.max_scale_spread)),
+        metric_scale_ok=bool(ep.metric_scale_ok and not (spread > cfg.max_scale_spread)),
         meta={**ep.meta, "pose_lost_frames": est.n_lost},
     )
+
+
+class Pose(Stage[PoseConfig]):
+    """Stage 1b (docs/method.md#stage-1-depth-and-camera-poses): camera poses, given or estimated."""
+
+    name = "pose"
+
+    def settings(self, cfg: IngestConfig) -> PoseConfig:
+        return cfg.pose
+
+    def precheck(self, src: EpisodeSource, settings: PoseConfig) -> None:
+        if src.kind == "video" and settings.backend == "given":
+            raise ConfigurationError(
+                f"{src.uri}: a plain video has no cameras, but the config asks for pose='given'; use --pose open3d, "
+                "or give an episode directory with cameras.npz"
+            )
+
+    def run(self, ep: Episode, settings: PoseConfig) -> Episode:
+        return estimate_poses(ep, settings)

@@ -14,10 +14,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from tasks.config import RetargetConfig
+from tasks.config import IngestConfig, RetargetConfig
 from tasks.geometry import inside_image
 from tasks.extract.reproject import uvz_through_cameras
 from tasks.extract.retarget import clock, finite_points, lerp, robust_segment_speed, segment_lengths
+from tasks.stage import Stage
 from tasks.types import Episode, Samples
 
 
@@ -156,3 +157,15 @@ def build_samples(ep: Episode, cfg: RetargetConfig) -> Episode:
         cluster_id=np.asarray(cluster)[track_index].astype(np.int32),
     )
     return ep.replace(samples=samples)
+
+
+class BuildSamples(Stage[RetargetConfig]):
+    """Stages 4-6 (docs/method.md#stages-4-to-6-samples): per-frame reprojected, retargeted training samples."""
+
+    name = "samples"
+
+    def settings(self, cfg: IngestConfig) -> RetargetConfig:
+        return cfg.retarget
+
+    def run(self, ep: Episode, settings: RetargetConfig) -> Episode:
+        return build_samples(ep, settings)

@@ -17,11 +17,14 @@ import cv2
 import numpy as np
 from scipy.spatial import cKDTree
 
-from tasks.config import IngestConfig, TrackConfig
+from typing import NamedTuple
+
+from tasks.config import IngestConfig, KeypointConfig, TrackConfig
 from tasks.geometry import inside_image, project
-from tasks.extract.keypoints import propose, uncovered_mask
-from tasks.extract.lift import clean_depth, lift_points
+from tasks.extract.keypoints import select, uncovered_mask
+from tasks.extract.lift import lift_points
 from tasks.extract.rigid import carry
+from tasks.stage import Stage
 from tasks.types import Episode
 
 PATCH = 11
@@ -188,21 +191,26 @@ def _relocate(gray, depth, K, w2c, s, c, guess_uv, guess_X, p, last_frame, cfg: 
     return found, uv, X
 
 
-def track(ep: Episode, cfg: IngestConfig) -> Episode:
-    """Seed, track and re-seed; fills query_frame, query_uv, tracks_uv, visible, cluster_id."""
-    T = ep.n_frames
+class TrackSettings(NamedTuple):
+    track: TrackConfig
+    keypoints: KeypointConfig  # which candidates to take at a re-seed frame, and the track budget
+    coverage_grid: int  # new queries go only to cells of this grid that no visible track covers
+
+
+def track(ep: Episode, s: TrackSettings) -> Episode:
+    """Track the keypoint candidates, re-seeding where coverage is missing; fills query_*, tracks_uv, visible."""
     W, H = ep.image_size
-    kcfg, tcfg = cfg.keypoints, cfg.track
-    gray = np.stack([cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) for f in ep.frames])
-    depth = clean_depth(ep, cfg.lift)
+    kcfg, tcfg = s.keypoints, s.track
+    gray, depth = ep.gray, ep.clean_depth
     all_uv, all_vis, q_frame, q_uv, all_flat = [], [], [], [], []
     budget = kcfg.max_points
-    for q in range(0, T, kcfg.reseed_every):
-        allowed = np.isfinite(depth[q])
+    for cands in ep.keypoint_candidates:
+        q = cands.frame
+        allowed = np.ones((H, W), bool)
         if all_uv:
             at_q = np.concatenate([u[v[:, q], q] for u, v in zip(all_uv, all_vis)])
-            allowed &= uncovered_mask(at_q, W, H, cfg.filter.coverage_grid)
-        uv_q, flat = propose(gray[q], kcfg, tcfg.window_px, allowed, limit=budget)
+            allowed = uncovered_mask(at_q, W, H, s.coverage_grid)
+        uv_q, flat = select(cands, allowed, kcfg, limit=budget)
         if len(uv_q) == 0:
             continue
         uv, vis = track_queries(gray, depth, ep.K, ep.w2c, q, uv_q, tcfg, flat)
@@ -222,13 +230,25 @@ def track(ep: Episode, cfg: IngestConfig) -> Episode:
     qf, quv = np.concatenate(q_frame), np.concatenate(q_uv).astype(np.float32)
     keep = ~flat | ~_near_motion(uv, vis, flat, qf, depth, ep.K, ep.w2c, tcfg)
     return ep.replace(
-        clean_depth=depth,
+        gray=None,  # only the tracker needs it
         query_frame=qf[keep],
         query_uv=quv[keep],
         tracks_uv=uv[keep],
         visible=vis[keep],
         cluster_id=np.full(int(keep.sum()), -1, np.int32),  # no entity clustering in the classical backend
     )
+
+
+class Track(Stage[TrackSettings]):
+    """Stage 3 (docs/method.md#stage-3-tracking), classical backend: depth-aware forward-backward LK."""
+
+    name = "track"
+
+    def settings(self, cfg: IngestConfig) -> TrackSettings:
+        return TrackSettings(cfg.track, cfg.keypoints, cfg.filter.coverage_grid)
+
+    def run(self, ep: Episode, settings: TrackSettings) -> Episode:
+        return track(ep, settings)
 
 
 def _near_motion(uv, vis, flat, qf, depth, K, w2c, cfg: TrackConfig) -> np.ndarray:

@@ -1,8 +1,8 @@
-"""Run the extraction stages over one episode, recording failures as data, and hand back fragments.
+"""Run the stages over one episode, recording failures as data, and hand back fragments.
 
 `process_episode` is the unit of work a Ray worker (or the sequential runner) executes: it runs the
 stages, converts the episode to table rows and writes them as *uncommitted* Lance fragments. The
-driver commits all fragments once per table, so a crash before the commit leaves no partial rows.
+driver commits them (storage.writer.commit_run), so a crash before the commit leaves no rows.
 """
 
 from __future__ import annotations
@@ -11,53 +11,44 @@ import contextlib
 import os
 import time
 import traceback
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import pyarrow as pa
 
-from storage import schema as table_schemas
+from storage.schema import table_schemas
 from storage.writer import write_uncommitted
+from tasks.captions.caption import Captioning
 from tasks.config import IngestConfig
-from tasks.captions.caption import caption
-from tasks.extract.decode import decode
-from tasks.extract.depth import estimate_depth
-from tasks.extract.entities import group_entities
 from tasks.errors import ConfigurationError, EpisodeInputError
-from tasks.extract.lift import lift
-from tasks.extract.motion_filter import filter_tracks
-from tasks.extract.pose import estimate_poses
+from tasks.extract.decode import Decode
+from tasks.extract.depth import Depth
+from tasks.extract.entities import Entities
+from tasks.extract.keypoints import Keypoints
+from tasks.extract.lift import Lift
+from tasks.extract.motion_filter import MotionFilter
+from tasks.extract.pose import Pose
 from tasks.extract.rows import episode_tables, frame_rows
-from tasks.extract.samples import build_samples
-from tasks.extract.track import track
+from tasks.extract.samples import BuildSamples
+from tasks.extract.track import Track
+from tasks.stage import Resources, Stage, resources_of, warm_all
 from tasks.types import Episode, EpisodeSource
 
-Stage = Callable[[Episode, IngestConfig], Episode]
-
-STAGES: list[tuple[str, Stage]] = [
-    ("decode", lambda ep, cfg: decode(ep.source, cfg)),
-    ("depth", estimate_depth),
-    ("pose", estimate_poses),
-    ("track", track),
-    ("lift", lambda ep, cfg: lift(ep, cfg.lift)),
-    ("filter", lambda ep, cfg: filter_tracks(ep, cfg.filter)),
-    ("entities", group_entities),
-    ("samples", lambda ep, cfg: build_samples(ep, cfg.retarget)),
-    ("captions", caption),
+# The pipeline, in order (docs/method.md#traceextract).
+STAGES: list[Stage] = [
+    Decode(), Depth(), Pose(), Keypoints(), Track(), Lift(), MotionFilter(), Entities(), BuildSamples(), Captioning()
 ]
-TABLES = ("episodes", "tracks", "samples", "frames", "captions")
 _EXPECTED = (EpisodeInputError, ConfigurationError)
 
 
 def schemas(cfg: IngestConfig) -> dict[str, pa.Schema]:
-    return {
-        "episodes": table_schemas.EPISODES,
-        "tracks": table_schemas.TRACKS,
-        "samples": table_schemas.samples_schema(cfg.retarget.future_len, cfg.retarget.history_len),
-        "frames": table_schemas.FRAMES,
-        "captions": table_schemas.CAPTIONS,
-    }
+    return table_schemas(cfg.retarget.future_len, cfg.retarget.history_len)
+
+
+def episode_resources(cfg: IngestConfig) -> Resources:
+    """What one episode's task reserves, from the stages `cfg` turns on."""
+    return resources_of(STAGES, cfg)
 
 
 def warm_models(cfg: IngestConfig) -> None:
@@ -66,43 +57,40 @@ def warm_models(cfg: IngestConfig) -> None:
     Model loading is set-up, like starting the worker: done before a run's clock starts, it is
     not paid again by every episode, nor by two workers racing for the same cores mid-run.
     """
-    if cfg.captions.backend != "off":
-        from models.text_embedder import load_embedder
-
-        load_embedder()
-    if cfg.depth.backend == "depth-anything":
-        from models.depth_anything import load_depth_anything
-
-        try:
-            load_depth_anything(cfg.depth.model, cfg.depth.device)
-        except Exception:  # noqa: BLE001 - a missing model is reported per episode, as data
-            pass
+    warm_all(STAGES, cfg)
 
 
 def run_stages(
     src: EpisodeSource,
     cfg: IngestConfig,
-    stages: Iterable[tuple[str, Stage]] = STAGES,
+    stages: list[Stage] = STAGES,
     after: Callable[[str, Episode], None] | None = None,
 ) -> Episode:
     """Run stages in order; an exception becomes `errors[stage]` and status "failed", never a crash.
 
-    `after(name, ep)` is called when a stage succeeds (the runner starts side work there).
+    Every stage's precheck runs first, so a source the settings cannot handle is refused before
+    anything is decoded. `after(name, ep)` is called when a stage succeeds (side work starts there).
     """
     ep = Episode(source=src)
-    for name, stage in stages:
+    settings = [stage.settings(cfg) for stage in stages]
+    for stage, s in zip(stages, settings):
+        try:
+            stage.precheck(src, s)
+        except _EXPECTED as exc:
+            return ep.replace(status="failed", errors={stage.name: str(exc)})
+    for stage, s in zip(stages, settings):
         t0 = time.perf_counter()
         try:
-            ep = stage(ep, cfg)
+            ep = stage.run(ep, s)
         except _EXPECTED as exc:
-            return ep.replace(status="failed", errors={**ep.errors, name: str(exc)})
+            return ep.replace(status="failed", errors={**ep.errors, stage.name: str(exc)})
         except Exception as exc:  # noqa: BLE001 - any stage bug must not stop the other episodes
             where = traceback.extract_tb(exc.__traceback__)[-1]
             msg = f"{src.uri}: {type(exc).__name__}: {exc} (at {where.filename.rsplit('/', 1)[-1]}:{where.lineno})"
-            return ep.replace(status="failed", errors={**ep.errors, name: msg})
-        ep.timings[name] = time.perf_counter() - t0
+            return ep.replace(status="failed", errors={**ep.errors, stage.name: msg})
+        ep.timings[stage.name] = time.perf_counter() - t0
         if after is not None:
-            after(name, ep)
+            after(stage.name, ep)
         if ep.status != "ok":
             break
     return ep
@@ -198,14 +186,9 @@ def usable_cores() -> int:
     return len(os.sched_getaffinity(0))
 
 
-def extract_sequential(
-    sources: list[EpisodeSource], cfg: IngestConfig, root: str, on_result: Callable[[EpisodeResult], None] | None = None
-) -> list[EpisodeResult]:
-    """The same work as the Ray runner, in this process (tests, one video, debugging)."""
-    results = []
-    for src in sources:
-        res = process_episode(src, cfg, root, overlap_writes=usable_cores() > 1)
-        results.append(res)
-        if on_result:
-            on_result(res)
-    return results
+def stages_until(name: str) -> list[Stage]:
+    """The pipeline's first stages, up to and including `name` (scoring and benchmarks stop early)."""
+    names = [s.name for s in STAGES]
+    if name not in names:
+        raise ValueError(f"no stage {name!r}; stages are {', '.join(names)}")
+    return STAGES[: names.index(name) + 1]

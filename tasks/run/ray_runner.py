@@ -17,7 +17,8 @@ from pathlib import Path
 import ray
 
 from tasks.config import IngestConfig
-from tasks.run.episode import EpisodeResult, failed_result, process_episode, usable_cores
+from tasks.run.episode import EpisodeResult, episode_resources, failed_result, process_episode, usable_cores, warm_models
+from tasks.stage import Resources
 from tasks.types import EpisodeSource
 
 # Workers inherit these; Ray must not try to reach a Prefect API or a model hub on its own.
@@ -60,31 +61,10 @@ def _size(src: EpisodeSource) -> int:
         return 0
 
 
-def ensure_ray(address: str | None = None, num_cpus: int | None = None, cfg: IngestConfig | None = None) -> None:
-    """Connect to `address` (e.g. "auto" inside a cluster) or start a local Ray without dashboard.
-
-    With `cfg`, every worker also loads the models the config's stages use (once per worker).
-    """
+def ensure_ray(address: str | None = None, num_cpus: int | None = None) -> None:
+    """Connect to `address` (e.g. "auto" inside a cluster) or start a local Ray without dashboard."""
     if not ray.is_initialized():
         _start(address, num_cpus)
-    if cfg is not None:  # no slot (GPUs asked for, none there): extract_on_ray reports it clearly
-        warm = ray.remote(num_cpus=1, num_gpus=cfg.gpus_per_episode)(_warm_models)
-        ray.get([warm.remote(cfg) for _ in range(_worker_slots(cfg))])
-
-
-def _worker_slots(cfg: IngestConfig) -> int:
-    """How many episode tasks can run at once on this cluster."""
-    res = ray.cluster_resources()
-    slots = int(res.get("CPU", 1))
-    if cfg.gpus_per_episode > 0:
-        slots = min(slots, int(res.get("GPU", 0) / cfg.gpus_per_episode))
-    return slots
-
-
-def _warm_models(cfg: IngestConfig) -> None:
-    from tasks.run.episode import warm_models
-
-    warm_models(cfg)
 
 
 def _start(address: str | None, num_cpus: int | None) -> None:
@@ -94,13 +74,11 @@ def _start(address: str | None, num_cpus: int | None) -> None:
         ray.init(address=address, runtime_env=env, log_to_driver=False)
     else:
         ray.init(num_cpus=num_cpus, include_dashboard=False, runtime_env=env, log_to_driver=False)
-    warm = ray.remote(num_cpus=1)(_warm_up)
-    ray.get([warm.remote() for _ in range(int(ray.cluster_resources().get("CPU", 1)))])
 
 
-def _warm_up() -> None:
-    """Start every worker process and import the pipeline once, before the clock of a run starts."""
-    import tasks.run.episode  # noqa: F401
+def _warm_worker(cfg: IngestConfig) -> None:
+    """Import the pipeline and load the config's models, once per worker process."""
+    warm_models(cfg)
 
 
 class NoGPUError(RuntimeError):
@@ -112,40 +90,69 @@ def check_gpus(per_episode: float) -> None:
     if per_episode > have:
         raise NoGPUError(
             f"the config reserves {per_episode:g} GPU per episode but the Ray cluster has {have:g}; "
-            "connect to a cluster with GPUs (--ray-address) or set gpus_per_episode to 0"
+            "connect to a cluster with GPUs (--ray-address) or set the backend's `gpus` to 0 "
+            "(--set depth.gpus=0 / --set captions.gpus=0)"
         )
 
 
-def extract_on_ray(
-    sources: list[EpisodeSource],
-    cfg: IngestConfig,
-    root: str,
-    address: str | None = None,
-    num_cpus: int | None = None,
-    max_in_flight: int | None = None,
-    on_result: Callable[[EpisodeResult], None] | None = None,
-) -> list[EpisodeResult]:
-    """Process every source on Ray; results arrive (and `on_result` fires) as episodes finish."""
-    ensure_ray(address, num_cpus)
-    check_gpus(cfg.gpus_per_episode)
-    remote = ray.remote(num_cpus=1, num_gpus=cfg.gpus_per_episode, max_retries=1)(_process_on_worker)
-    limit = max_in_flight or max(2, int(ray.cluster_resources().get("CPU", 2)) * 2)
-    cfg_ref = ray.put(cfg)
-    pending: dict[ray.ObjectRef, EpisodeSource] = {}
-    todo = sorted(sources, key=_size, reverse=True)  # longest first: no long episode left for the end
-    results: list[EpisodeResult] = []
-    while todo or pending:
-        while todo and len(pending) < limit:
-            src = todo.pop(0)
-            pending[remote.remote(src, cfg_ref, root)] = src
-        done, _ = ray.wait(list(pending), num_returns=1)
-        for ref in done:
-            src = pending.pop(ref)
-            try:
-                res = ray.get(ref)
-            except Exception as exc:  # noqa: BLE001 - a dead worker is this episode's failure only
-                res = failed_result(src, cfg, root, "worker", f"{src.uri}: Ray task failed: {type(exc).__name__}: {exc}")
-            results.append(res)
-            if on_result:
-                on_result(res)
-    return results
+class RayRunner:
+    """One Ray task per episode, at most `max_in_flight` queued, longest episodes first.
+
+    `start` brings Ray up and warms every worker slot (outside a run's clock); `extract` may be
+    called many times on the same runner.
+    """
+
+    def __init__(self, address: str | None = None, num_cpus: int | None = None, max_in_flight: int | None = None):
+        self.address, self.num_cpus, self.max_in_flight = address, num_cpus, max_in_flight
+        self._warm: str | None = None
+
+    def start(self, cfg: IngestConfig) -> None:
+        ensure_ray(self.address, self.num_cpus)
+        need = episode_resources(cfg)
+        check_gpus(need.gpus)
+        key = cfg.model_dump_json()
+        if self._warm != key:
+            warm = ray.remote(num_cpus=need.cpus, num_gpus=need.gpus)(_warm_worker)
+            ray.get([warm.remote(cfg) for _ in range(self._slots(need))])
+            self._warm = key
+
+    @staticmethod
+    def _slots(need: Resources) -> int:
+        """How many episode tasks can run at once on this cluster."""
+        res = ray.cluster_resources()
+        slots = int(res.get("CPU", 1) / max(need.cpus, 1e-9))
+        if need.gpus > 0:
+            slots = min(slots, int(res.get("GPU", 0) / need.gpus))
+        return max(1, slots)
+
+    def extract(
+        self,
+        sources: list[EpisodeSource],
+        cfg: IngestConfig,
+        root: str,
+        on_result: Callable[[EpisodeResult], None] | None = None,
+    ) -> list[EpisodeResult]:
+        """Process every source on Ray; results arrive (and `on_result` fires) as episodes finish."""
+        self.start(cfg)
+        need = episode_resources(cfg)
+        remote = ray.remote(num_cpus=need.cpus, num_gpus=need.gpus, max_retries=1)(_process_on_worker)
+        limit = self.max_in_flight or max(2, self._slots(need) * 2)
+        cfg_ref = ray.put(cfg)
+        pending: dict[ray.ObjectRef, EpisodeSource] = {}
+        todo = sorted(sources, key=_size, reverse=True)  # longest first: no long episode left for the end
+        results: list[EpisodeResult] = []
+        while todo or pending:
+            while todo and len(pending) < limit:
+                src = todo.pop(0)
+                pending[remote.remote(src, cfg_ref, root)] = src
+            done, _ = ray.wait(list(pending), num_returns=1)
+            for ref in done:
+                src = pending.pop(ref)
+                try:
+                    res = ray.get(ref)
+                except Exception as exc:  # noqa: BLE001 - a dead worker is this episode's failure only
+                    res = failed_result(src, cfg, root, "worker", f"{src.uri}: Ray task failed: {type(exc).__name__}: {exc}")
+                results.append(res)
+                if on_result:
+                    on_result(res)
+        return results

@@ -14,7 +14,7 @@ from scipy.spatial.transform import Rotation
 
 from tasks.config import IngestConfig
 from tasks.geometry import camera_centers
-from tasks.run.episode import STAGES, run_stages
+from tasks.run.episode import STAGES, run_stages, stages_until
 from tasks.sim.ground_truth import load_ground_truth
 from tasks.sim.score import TrackScore, score_tracks
 from tasks.types import Episode, EpisodeSource
@@ -46,14 +46,13 @@ def pose_errors(w2c_est: np.ndarray, w2c_gt: np.ndarray) -> PoseScore:
 
 def grade_estimated(src: EpisodeSource, cfg: IngestConfig) -> tuple[Episode, PoseScore, TrackScore]:
     """decode -> depth -> pose (estimated) -> track -> lift, with the tracks scored in the true world."""
-    named = dict(STAGES)
-    ep = run_stages(src, cfg, [(n, named[n]) for n in ("decode", "depth", "pose")])
+    ep = run_stages(src, cfg, stages_until("pose"))
     if ep.status != "ok":
         raise RuntimeError(f"{src.uri}: {ep.errors}")
     gt = true_w2c(ep)
     pose = pose_errors(ep.w2c, gt)
     ep = ep.replace(w2c=in_true_world(ep.w2c, gt))  # the same poses, written in the ground-truth world
-    for name in ("track", "lift"):
-        ep = named[name](ep, cfg)
+    for stage in STAGES[len(stages_until("pose")) : len(stages_until("lift"))]:  # keypoints, track, lift
+        ep = stage.run(ep, stage.settings(cfg))
     gtruth = load_ground_truth(src.uri)
     return ep, pose, score_tracks(gtruth, ep.query_frame, ep.query_uv, ep.tracks_xyz, ep.visible)

@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from tasks.config import IngestConfig
-from tasks.run.episode import STAGES, run_stages
+from tasks.run.episode import run_stages, stages_until
 from tasks.sim.ground_truth import GroundTruth, load_ground_truth
 from tasks.types import Episode, EpisodeSource
 
@@ -83,8 +83,8 @@ def score_tracks(
 
 
 def grade_episode(src: EpisodeSource, cfg: IngestConfig) -> tuple[Episode, TrackScore]:
-    """Run decode -> track -> lift on a simulated episode and score its tracks against its ground truth."""
-    ep = run_stages(src, cfg, [s for s in STAGES if s[0] in ("decode", "depth", "pose", "track", "lift")])
+    """Run decode -> keypoints -> track -> lift on a simulated episode and score its tracks against its ground truth."""
+    ep = run_stages(src, cfg, stages_until("lift"))
     if ep.status != "ok":
         raise RuntimeError(f"{src.uri}: {ep.errors}")
     gt = load_ground_truth(src.uri)

@@ -22,7 +22,7 @@ def main() -> None:
     args = ap.parse_args()
 
     from models.text_embedder import embed_texts, load_embedder
-    from tasks.captions.caption import caption
+    from tasks.captions.caption import Captioning
     from tasks.config import get_preset
     from tasks.run.discover import discover
     from tasks.run.episode import STAGES, run_stages
@@ -40,12 +40,12 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as d:
         generate_corpus(Path(d), args.episodes, ["drawer-open", "button-press", "pick-place"], camera="static",
                         max_steps=args.steps, seed=0)
-        before = [s for s in STAGES if s[0] != "captions"]
+        before = [s for s in STAGES if s.name != "captions"]
         times, n_caps = [], []
         for src in discover(d, cfg):
             ep = run_stages(src, cfg, stages=before)
             t0 = time.perf_counter()
-            ep = caption(ep, cfg)
+            ep = Captioning().run(ep, cfg.captions)
             times.append(time.perf_counter() - t0)
             n_caps.append(0 if ep.captions is None else len(ep.captions.items))
         print(f"captions stage (template): median {statistics.median(times) * 1000:.0f} ms/episode over {len(times)} "

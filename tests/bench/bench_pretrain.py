@@ -23,22 +23,12 @@ TASKS = ["pick-place", "drawer-open", "button-press", "push", "reach"]
 
 
 def ingest_sequential(corpus: str | Path, dataset: str | Path, preset: str = "sim") -> dict[str, int]:
-    """Ingest a corpus in this process (no Prefect, no Ray): extract, then one commit per table."""
-    from storage.writer import commit, ensure_indexes
+    """Ingest a corpus in this process (no Prefect, no Ray); episode counts by status."""
     from tasks.config import get_preset
-    from tasks.run.discover import discover
-    from tasks.run.episode import TABLES, extract_sequential, schemas
+    from tasks.run.ingest import ingest
 
-    cfg = get_preset(preset)
-    results = extract_sequential(discover(str(corpus), cfg), cfg, str(dataset))
-    sch = schemas(cfg)
-    versions = {}
-    for name in TABLES:
-        v = commit(str(dataset), name, [f for r in results for f in r.fragments.get(name, [])], sch[name])
-        if v is not None:
-            versions[name] = v
-    ensure_indexes(str(dataset))
-    return {s: sum(r.status == s for r in results) for s in ("ok", "rejected", "failed")}
+    report = ingest(str(corpus), str(dataset), get_preset(preset))
+    return {"ok": report.ok, "rejected": report.rejected, "failed": report.failed}
 
 
 def stage_corpus(work: Path, n_train: int, n_eval: int, eval_seed: int, max_steps: int) -> None:

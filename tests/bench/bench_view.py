@@ -28,11 +28,10 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=3)
     args = ap.parse_args()
 
-    from storage.writer import commit
+    from storage.dataset import existing_episode_ids
     from tasks.config import get_preset
-    from tasks.run.discover import discover
+    from tasks.run.ingest import ingest
     from tasks.view.overlay import overlay_png, write_overlay_mp4
-    from tasks.run.episode import TABLES, extract_sequential, schemas
     from tasks.view.scene import load_scene, point_cloud, read_rgbd
     from tasks.sim.generate import generate_corpus
     from tasks.view.rerun_recording import write_rrd
@@ -41,10 +40,8 @@ def main() -> None:
     generate_corpus(out / "corpus", 1, ["drawer-open"], camera="static", max_steps=args.steps, seed=0)
     cfg = get_preset("sim")
     root = str(out / "traces")
-    results = extract_sequential(discover(str(out / "corpus"), cfg), cfg, root)
-    for name in TABLES:
-        commit(root, name, [f for r in results for f in r.fragments.get(name, [])], schemas(cfg)[name])
-    eid = results[0].episode_id
+    ingest(str(out / "corpus"), root, cfg)
+    (eid,) = existing_episode_ids(root)
     scene = load_scene(root, eid)
     rgb, depth = read_rgbd(scene, 0)
     rows = {

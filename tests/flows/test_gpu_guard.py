@@ -9,14 +9,16 @@ import time
 import pytest
 
 from flows.ingest import GPU_LIMIT, ingest
-from tasks.config import get_preset
-from tasks.run.ray_runner import NoGPUError, check_gpus
+from tasks.config import get_preset, with_overrides
+from tasks.run.ray_runner import NoGPUError, RayRunner, check_gpus
 
 
 def test_gpu_config_on_a_cluster_without_gpus_is_a_clear_error(local_ray):
     check_gpus(0)
     with pytest.raises(NoGPUError, match="reserves 1 GPU per episode but the Ray cluster has 0"):
         check_gpus(1)
+    with pytest.raises(NoGPUError, match="reserves 0.5 GPU per episode.*depth.gpus=0"):  # derived from the stages
+        RayRunner().start(with_overrides(get_preset("sim"), {"depth.gpus": 0.5}))
 
 
 def test_gpu_runs_wait_for_a_slot_of_the_global_limit(prefect_harness, sim_corpus, tmp_path):
@@ -27,7 +29,7 @@ def test_gpu_runs_wait_for_a_slot_of_the_global_limit(prefect_harness, sim_corpu
     with get_client(sync_client=True) as client:
         client.upsert_global_concurrency_limit_by_name(GPU_LIMIT, 1)
     one = sorted(p for p in sim_corpus.iterdir() if p.is_dir())[0]
-    cfg = get_preset("sim").model_copy(update={"gpus_per_episode": 1.0})
+    cfg = with_overrides(get_preset("sim"), {"depth.gpus": 1.0})
     held, released = threading.Event(), {}
 
     def other_gpu_run():

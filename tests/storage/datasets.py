@@ -49,17 +49,11 @@ def write(root: str, name: str, table: pa.Table, tag: str | None = None, schema:
 
 
 def ingest_small(sim_corpus, root: str, tag: str = "ingest-1"):
-    """The ingest flow's work without Prefect/Ray: extract in-process, one commit per table, indexes."""
+    """The ingest flow's work without Prefect/Ray (tasks.run.ingest), tagged `tag`."""
     from tasks.config import get_preset
-    from tasks.run.discover import discover
-    from tasks.run.episode import TABLES, extract_sequential, schemas
+    from tasks.run.ingest import ingest
 
-    cfg = get_preset("sim")
-    results = extract_sequential(discover(str(sim_corpus), cfg), cfg, root)
-    for name in TABLES:
-        commit(root, name, [f for r in results for f in r.fragments.get(name, [])], schemas(cfg)[name], tag=tag)
-    ensure_indexes(root)
-    return results
+    return ingest(str(sim_corpus), root, get_preset("sim"), tag=tag)
 
 
 _INGESTED: dict[str, str] = {}
@@ -71,8 +65,8 @@ def ingested_copy(sim_corpus, tmp_path_factory) -> str:
 
     if str(sim_corpus) not in _INGESTED:
         root = str(tmp_path_factory.mktemp("ingested") / "traces")
-        results = ingest_small(sim_corpus, root)
-        assert [r.status for r in results].count("ok") >= 2, [r.error_text for r in results]
+        report = ingest_small(sim_corpus, root)
+        assert report.ok >= 2, report.failures
         _INGESTED[str(sim_corpus)] = root
     copy = str(tmp_path_factory.mktemp("copy") / "traces")
     shutil.copytree(_INGESTED[str(sim_corpus)], copy)

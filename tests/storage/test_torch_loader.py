@@ -9,14 +9,15 @@ import pytest
 
 from storage import query
 from storage.torch_loader import LanceTraceDataset, TraceIndex, make_loader, split_of
-from tests.bench.bench_pretrain import ingest_sequential
+from tasks.config import get_preset
+from tasks.run.ingest import ingest
 
 
 @pytest.fixture(scope="module")
 def dataset(sim_corpus, tmp_path_factory):
     root = tmp_path_factory.mktemp("loader") / "traces"
-    counts = ingest_sequential(sim_corpus, root)
-    assert counts["ok"] >= 2, counts
+    counts = ingest(str(sim_corpus), str(root), get_preset("sim"))
+    assert counts.ok >= 2, counts
     return str(root)
 
 

@@ -36,7 +36,7 @@ def make_episode(tmp_path, camera_shake: float = 0.0, n_background: int = 0, wit
     actions[:, -1] = np.where(np.arange(T) < 55, -1.0, 1.0)  # gripper closes at frame 55
     np.save(tmp_path / "actions.npy", actions)
     return Episode(
-        source=EpisodeSource(uri=str(tmp_path), episode_id="ep-known"),
+        source=EpisodeSource(uri=str(tmp_path), episode_id="ep-known", preset="sim"),
         frames=np.zeros((T, H, W, 3), np.uint8),
         frame_index=np.arange(T, dtype=np.int32),
         fps=10.0,

@@ -35,7 +35,7 @@ def test_camera_motion_does_not_move_the_cuts_when_poses_are_known(tmp_path):
 
 
 def test_template_states_entity_direction_distance_and_gripper(tmp_path):
-    ep = caption(make_episode(tmp_path), IngestConfig(preset="sim"))
+    ep = caption(make_episode(tmp_path), IngestConfig(preset="sim").captions)
     motion = ep.captions.level("motion")
     first, last = motion[1], motion[3]  # frames ~32-67: the end of the +x burst; ~102-159: the end of the up burst
     assert first.instruction_1.startswith("Moving part 3 travels") and "right" in first.instruction_1
@@ -76,7 +76,7 @@ def test_third_person():
 
 
 def test_table_and_sample_caption_ids(tmp_path):
-    ep = caption(make_episode(tmp_path), IngestConfig(preset="sim"))
+    ep = caption(make_episode(tmp_path), IngestConfig(preset="sim").captions)
     table = ep.captions.to_table("ep-known")
     assert table.schema.equals(S.CAPTIONS) and table.num_rows == len(ep.captions.items) == 4 + 5 + 1
     emb = np.array(table["embedding"].to_pylist(), np.float32)
@@ -97,7 +97,7 @@ def test_table_and_sample_caption_ids(tmp_path):
 
 def test_off_backend_and_duplicate_ids(tmp_path):
     ep = make_episode(tmp_path)
-    assert caption(ep, IngestConfig(captions=CaptionConfig(backend="off"))).captions is None
+    assert caption(ep, CaptionConfig(backend="off")).captions is None
     c = Caption(0, "motion", 0, 1, "a", "b", "c", ("reach",), "unknown")
     with pytest.raises(ValueError, match="not unique"):
         Captions((c, c), np.zeros((2, 384), np.float32))

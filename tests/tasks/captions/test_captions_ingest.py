@@ -4,24 +4,18 @@ search over the stored MiniLM embeddings."""
 from __future__ import annotations
 
 from models.text_embedder import embed_texts
-from storage import schema as S
 from storage.dataset import open_table
 from tasks.config import get_preset
 from tasks.run.discover import discover
-from tasks.run.episode import extract_sequential, run_stages
-from storage.writer import commit
+from tasks.run.episode import run_stages
+from tasks.run.ingest import ingest
 
 
 def test_ingest_writes_captions_covering_each_episode(sim_corpus, tmp_path):
     cfg = get_preset("sim")
     root = str(tmp_path / "traces")
-    results = extract_sequential(discover(str(sim_corpus), cfg), cfg, root)
-    ok = [r for r in results if r.status == "ok"]
-    assert len(ok) == 3, [r.error_text for r in results]
-    for name in ("episodes", "samples", "captions"):
-        frags = [f for r in results for f in r.fragments.get(name, [])]
-        schema = S.samples_schema(cfg.retarget.future_len, cfg.retarget.history_len) if name == "samples" else getattr(S, name.upper())
-        commit(root, name, frags, schema, "t")
+    report = ingest(str(sim_corpus), root, cfg)
+    assert report.ok == 3, report.failures
     caps = open_table(root, "captions").to_table().to_pylist()
     eps = {e["episode_id"]: e for e in open_table(root, "episodes").to_table().to_pylist()}
     for eid, e in eps.items():

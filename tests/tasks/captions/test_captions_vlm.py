@@ -30,8 +30,8 @@ def test_vlm_backend_records_bad_json_and_keeps_the_episode(tiny_vlm_dir, tmp_pa
     monkeypatch.setattr(VLMCaptioner, "generate", counted)
     ep = make_episode(tmp_path)
     vlm_cfg = IngestConfig(preset="sim", captions=CaptionConfig(backend="vlm", model=tiny_vlm_dir, max_new_tokens=8, image_size=64))
-    out = caption(ep, vlm_cfg)
-    tpl = caption(ep, IngestConfig(preset="sim"))
+    out = caption(ep, vlm_cfg.captions)
+    tpl = caption(ep, IngestConfig(preset="sim").captions)
     n_chunks = len(out.captions.level("motion"))
     assert n_chunks == 4 and len(calls) == 2 * n_chunks  # one retry per chunk
     assert set(calls) <= {3, 4}  # first/last (+ middle) frame, then the motion mask

@@ -1,6 +1,7 @@
 """Decoding episodes: subsampling, validation errors that name the file and the cause."""
 
 import json
+import re
 
 import av
 import numpy as np
@@ -8,7 +9,8 @@ import pytest
 
 from tasks.config import DecodeConfig, get_preset
 from tasks.extract.decode import decode, downscale, subsample_stride
-from tasks.errors import ConfigurationError, EpisodeInputError
+from tasks.errors import EpisodeInputError
+from tasks.run.episode import run_stages, stages_until
 from tasks.geometry import intrinsics_from_fov, project
 from tasks.types import EpisodeSource
 
@@ -41,14 +43,13 @@ def src(path, kind="dir"):
 
 
 def test_episode_dir_decodes_with_depth_and_cameras(episode):
-    ep = decode(src(episode), get_preset("sim"))
+    ep = decode(src(episode), get_preset("sim").decode)
     assert ep.frames.shape == (12, 48, 64, 3) and ep.depth.shape == (12, 48, 64) and ep.w2c.shape == (12, 4, 4)
     assert ep.fps == 20 and list(ep.frame_index) == list(range(12)) and ep.meta["instruction"] == "wave"
 
 
 def test_subsampling_keeps_source_frame_numbers(episode):
-    cfg = get_preset("sim").model_copy(update={"decode": DecodeConfig(target_fps=5)})
-    ep = decode(src(episode), cfg)
+    ep = decode(src(episode), DecodeConfig(target_fps=5))
     assert subsample_stride(20, 5) == 4
     assert list(ep.frame_index) == [0, 4, 8] and ep.fps == 5 and ep.depth.shape[0] == 3
 
@@ -63,13 +64,13 @@ def test_downscale_keeps_projection_consistent():
 
 
 def test_bad_inputs_name_file_and_cause(episode, tmp_path):
-    cfg = get_preset("sim")
+    cfg = get_preset("sim").decode
     np.save(episode / "depth.npy", np.zeros((12, 24, 32), np.float32))
     with pytest.raises(EpisodeInputError, match=r"depth\.npy: depth has shape \(12, 24, 32\)"):
         decode(src(episode), cfg)
     np.save(episode / "depth.npy", np.full((12, 48, 64), np.nan, np.float32))
-    with pytest.raises(EpisodeInputError, match=r"depth\.npy: 100% of depth values are NaN"):
-        decode(src(episode), cfg)
+    failed = run_stages(src(episode), get_preset("sim"), stages_until("depth"))  # given depth must be mostly valid
+    assert re.search(r"depth\.npy: 100% of depth values are NaN", failed.errors["depth"]), failed.errors
     (tmp_path / "empty.mp4").write_bytes(b"")
     with pytest.raises(EpisodeInputError, match=r"empty\.mp4: file is empty"):
         decode(src(tmp_path / "empty.mp4", "video"), cfg)
@@ -78,7 +79,8 @@ def test_bad_inputs_name_file_and_cause(episode, tmp_path):
         decode(src(tmp_path / "text.mp4", "video"), cfg)
 
 
-def test_plain_video_with_given_depth_is_a_configuration_error(tmp_path):
+def test_plain_video_with_given_depth_is_refused_before_decoding(tmp_path, monkeypatch):
     write_video(tmp_path / "v.mp4")
-    with pytest.raises(ConfigurationError, match="plain video has no depth"):
-        decode(src(tmp_path / "v.mp4", "video"), get_preset("generic"))
+    monkeypatch.setattr("tasks.extract.decode.read_video", lambda *a: pytest.fail("decoded a video it must refuse"))
+    failed = run_stages(src(tmp_path / "v.mp4", "video"), get_preset("generic"))
+    assert failed.status == "failed" and "plain video has no depth" in failed.errors["depth"], failed.errors

@@ -47,7 +47,7 @@ def test_median_ratio_recovers_a_known_factor_through_noise_and_holes():
 
 def test_prediction_is_meters_at_the_stored_resolution(tiny_dir):
     fr = frames()
-    ep = estimate_depth(episode(fr), config(tiny_dir))
+    ep = estimate_depth(episode(fr), config(tiny_dir).depth)
     assert ep.depth.shape == (5, 50, 70) and ep.depth.dtype == np.float32
     assert ep.depth_source == "depth-anything" and np.isnan(ep.depth_scale_ratio)
     d = ep.depth[np.isfinite(ep.depth)]
@@ -66,17 +66,17 @@ def test_partial_given_depth_sets_the_scale(tiny_dir):
     given = np.full_like(raw, np.nan)
     given[[1, 4]] = raw[[1, 4]] / 2.5  # two frames of true depth: the model reads 2.5x too far
     given[1, ::2] = np.nan  # and sparse at that
-    ep = estimate_depth(episode(fr, given), cfg)
+    ep = estimate_depth(episode(fr, given), cfg.depth)
     assert ep.depth_scale_ratio == pytest.approx(2.5, rel=1e-4)
     np.testing.assert_allclose(ep.depth, raw / 2.5, rtol=1e-4)  # every frame, given or not
-    off = estimate_depth(episode(fr, given), config(tiny_dir, scale_to_given=False))
+    off = estimate_depth(episode(fr, given), config(tiny_dir, scale_to_given=False).depth)
     assert off.depth_scale_ratio == pytest.approx(2.5, rel=1e-4)  # still reported
     np.testing.assert_allclose(off.depth, raw, rtol=1e-5)
 
 
 def test_given_backend_keeps_depth_and_only_fills_missing_K():
     fr = frames(T=2)
-    ep = estimate_depth(episode(fr, np.ones((2, 50, 70), np.float32)), get_preset("generic"))
+    ep = estimate_depth(episode(fr, np.ones((2, 50, 70), np.float32)), get_preset("generic").depth)
     assert ep.depth_source == "" and ep.depth.max() == 1.0 and ep.K[0, 2] == 34.5
 
 
@@ -84,7 +84,7 @@ def test_bad_model_dir_names_it_and_the_option(tmp_path):
     (tmp_path / "empty").mkdir()
     for where, what in [(tmp_path / "empty", "has no config.json"), (tmp_path / "nowhere", "does not exist")]:
         with pytest.raises(ConfigurationError, match=what) as err:
-            estimate_depth(episode(frames(T=1)), config(str(where)))
+            estimate_depth(episode(frames(T=1)), config(str(where)).depth)
         assert str(where) in str(err.value) and "--depth-model DIR" in str(err.value)
 
 
@@ -92,7 +92,7 @@ def test_missing_hub_weights_fail_fast_and_say_how_to_point_at_a_copy():
     hub_id = "depth-anything/Depth-Anything-V2-Metric-Outdoor-Small-hf"
     t0 = time.perf_counter()
     with pytest.raises(ConfigurationError) as err:
-        estimate_depth(episode(frames(T=1)), config(hub_id))
+        estimate_depth(episode(frames(T=1)), config(hub_id).depth)
     assert time.perf_counter() - t0 < 10  # HF_HUB_OFFLINE=1: no retries against an unreachable hub
     msg = str(err.value)
     assert hub_id in msg and "--depth-model DIR" in msg and "HF_HUB_OFFLINE" in msg
@@ -106,4 +106,4 @@ def test_relative_depth_checkpoints_are_refused(tmp_path):
     model.save_pretrained(tmp_path)
     processor.save_pretrained(tmp_path)
     with pytest.raises(ConfigurationError, match="relative depth, not meters"):
-        estimate_depth(episode(frames(T=1)), config(str(tmp_path)))
+        estimate_depth(episode(frames(T=1)), config(str(tmp_path)).depth)

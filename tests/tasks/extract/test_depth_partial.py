@@ -8,11 +8,11 @@ import pytest
 from models.depth_anything import save_random_depth_anything
 from tasks.config import get_preset, with_overrides
 from tasks.extract.depth import predict_depth
-from tasks.run.episode import STAGES, run_stages
+from tasks.run.episode import run_stages, stages_until
 from tasks.types import EpisodeSource
 from tests.tasks.extract.videos import write_video
 
-DECODE_AND_DEPTH = STAGES[:2]
+DECODE_AND_DEPTH = stages_until("depth")
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +32,7 @@ def partial_episode(tmp_path):
 def test_predicted_depth_is_scaled_to_the_few_given_frames(partial_episode, tiny_dir):
     overrides = {"depth.backend": "depth-anything", "depth.model": tiny_dir, "pose.backend": "open3d"}
     cfg = with_overrides(get_preset("generic"), overrides)
-    ep = run_stages(EpisodeSource(str(partial_episode), "x"), cfg, STAGES[:1])
+    ep = run_stages(EpisodeSource(str(partial_episode), "x"), cfg, stages_until("decode"))
     raw = predict_depth(ep.frames, cfg.depth)
     given = np.full((8, 48, 64), np.nan, np.float32)  # 6 of 8 frames unknown: 'given' would reject this
     given[[0, 5]] = raw[[0, 5]] * 0.6
@@ -46,5 +46,6 @@ def test_predicted_depth_is_scaled_to_the_few_given_frames(partial_episode, tiny
     assert ep.K[0, 0] == pytest.approx(32 / np.tan(np.radians(35)))
 
     given_cfg = get_preset("generic")  # the same file with --depth given stays an input error
-    failed = run_stages(EpisodeSource(str(partial_episode), "x"), given_cfg, STAGES[:1])
-    assert failed.status == "failed" and "75% of depth values are NaN" in failed.errors["decode"]
+    failed = run_stages(EpisodeSource(str(partial_episode), "x"), given_cfg, DECODE_AND_DEPTH)
+    assert failed.status == "failed" and "75% of depth values are NaN" in failed.errors["depth"]
+    assert "depth.npy" in failed.errors["depth"]

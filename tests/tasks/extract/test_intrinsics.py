@@ -53,12 +53,12 @@ def test_plain_video_reads_the_containers_focal_length(tmp_path):
     tag = "com.apple.quicktime.camera.focal_length.35mm_equivalent"
     video = write_video(tmp_path / "phone.mp4", w=128, h=96, tags={tag: "26"})
     cfg = with_overrides(get_preset("generic"), PLAIN).model_copy(update={"decode": DecodeConfig(max_width=64)})
-    ep = decode(EpisodeSource(str(video), "x", kind="video"), cfg)
+    ep = decode(EpisodeSource(str(video), "x", kind="video"), cfg.decode)
     f_full = 26 * math.hypot(128, 96) / math.hypot(36, 24)
     assert ep.frames.shape[1:3] == (48, 64)
     assert ep.K[0, 0] == pytest.approx(f_full / 2) and ep.K[0, 2] == pytest.approx(31.5)  # follows the downscale
     assert tag in ep.meta["intrinsics"]
-    bare = decode(EpisodeSource(str(write_video(tmp_path / "bare.mp4")), "y", kind="video"), cfg)
+    bare = decode(EpisodeSource(str(write_video(tmp_path / "bare.mp4")), "y", kind="video"), cfg.decode)
     assert bare.K is None and "intrinsics" not in bare.meta  # the depth stage sets the prior
 
 
@@ -67,6 +67,6 @@ def test_episode_dir_without_cameras_uses_meta_json_fov(tmp_path):
     ep_dir.mkdir()
     write_video(ep_dir / "video.mp4", w=64, h=48)
     (ep_dir / "meta.json").write_text(json.dumps({"fov_deg": 90, "instruction": "look"}))
-    ep = decode(EpisodeSource(str(ep_dir), "x"), with_overrides(get_preset("generic"), PLAIN))
+    ep = decode(EpisodeSource(str(ep_dir), "x"), with_overrides(get_preset("generic"), PLAIN).decode)
     assert ep.K[0, 0] == pytest.approx(32.0) and ep.meta["intrinsics"].endswith("fov_deg=90")
     assert ep.depth is None and ep.w2c is None

@@ -44,7 +44,7 @@ def test_orbit_poses_meet_accuracy_targets(graded):
 
 
 def test_estimate_ignores_given_cameras(orbit_episode):
-    ep = estimate_poses(decode(orbit_episode, ESTIMATED), ESTIMATED)
+    ep = estimate_poses(decode(orbit_episode, ESTIMATED.decode), ESTIMATED.pose)
     np.testing.assert_allclose(ep.w2c[0], np.eye(4), atol=1e-9)  # world = camera 0, not the true world
     assert not np.allclose(ep.w2c, true_w2c(ep), atol=1e-3)
     assert np.isnan(ep.scale_spread) and ep.metric_scale_ok  # given depth: SE(3), no scale to judge
@@ -58,7 +58,7 @@ def test_tracks_with_estimated_poses_match_given_poses(graded):
 
 def test_still_camera_comes_out_still(sim_corpus):
     src = discover(str(sim_corpus), ESTIMATED)[0]
-    ep = decode(src, ESTIMATED)
+    ep = decode(src, ESTIMATED.decode)
     est = estimate_camera_poses(ep.frames, ep.depth, ep.K, ESTIMATED.pose)
     moved_mm = np.linalg.norm(camera_centers(np.linalg.inv(est.c2w)), axis=1).max() * 1000
     turned_deg = np.degrees(Rotation.from_matrix(est.c2w[:, :3, :3]).magnitude()).max()
@@ -95,12 +95,12 @@ def test_chunk_fit_rejects_a_corrupted_anchor():
 
 
 def test_predicted_depth_with_a_scale_jump_is_flagged(orbit_episode):
-    ep = decode(orbit_episode, ESTIMATED)
-    honest = estimate_poses(ep.replace(depth_source="depth-anything"), ESTIMATED)
+    ep = decode(orbit_episode, ESTIMATED.decode)
+    honest = estimate_poses(ep.replace(depth_source="depth-anything"), ESTIMATED.pose)
     assert honest.scale_spread < 0.05 and honest.metric_scale_ok, honest.scale_spread
     depth = ep.depth.copy()
     depth[30:] *= 1.3  # the second half "predicted" 30% too far
-    ep = estimate_poses(ep.replace(depth=depth, depth_source="depth-anything"), ESTIMATED)
+    ep = estimate_poses(ep.replace(depth=depth, depth_source="depth-anything"), ESTIMATED.pose)
     assert ep.scale_spread > ESTIMATED.pose.max_scale_spread and not ep.metric_scale_ok, ep.scale_spread
 
 
@@ -111,6 +111,6 @@ def test_keyframe_partners_are_bounded():
 
 
 def test_missing_intrinsics_is_a_configuration_error(orbit_episode):
-    ep = decode(orbit_episode, ESTIMATED).replace(K=None)
+    ep = decode(orbit_episode, ESTIMATED.decode).replace(K=None)
     with pytest.raises(ConfigurationError, match="intrinsics"):
-        estimate_poses(ep, ESTIMATED)
+        estimate_poses(ep, ESTIMATED.pose)

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pyarrow as pa
 
 from storage.dataset import open_table
-from storage.writer import commit
+from storage.writer import commit_run
 from tasks.config import get_preset, with_overrides
 from tasks.run.discover import discover
-from tasks.run.episode import TABLES, process_episode, schemas
+from tasks.run.episode import process_episode, schemas
 
 
 def test_side_thread_and_inline_frames_writes_store_the_same_rows(sim_corpus, tmp_path):
@@ -19,8 +19,7 @@ def test_side_thread_and_inline_frames_writes_store_the_same_rows(sim_corpus, tm
         root = str(tmp_path / f"overlap-{overlap}")
         res = process_episode(src, cfg, root, overlap_writes=overlap)
         assert res.status == "ok" and res.n_frames > 0
-        for name in TABLES:
-            commit(root, name, res.fragments.get(name, []), schemas(cfg)[name])
+        commit_run(root, {res.episode_id: res.fragments}, schemas(cfg), tag="one")
         tables[overlap] = {
             name: open_table(root, name).to_table().drop_columns(["ingested_at"] if name == "episodes" else [])
             for name in ("episodes", "tracks", "samples", "frames")

@@ -19,24 +19,24 @@ def view_dataset(tmp_path_factory) -> tuple[str, str]:
     """(dataset root, id of its "ok" episode); the dataset also holds FAILED_ID, failed in decode."""
     key = str(tmp_path_factory.getbasetemp())
     if key not in _CACHE:
-        from storage.writer import commit
+        from storage.dataset import existing_episode_ids
+        from storage.writer import commit_run
         from tasks.config import get_preset
-        from tasks.run.discover import discover
-        from tasks.run.episode import TABLES, extract_sequential, failed_result, schemas
+        from tasks.run.episode import failed_result, schemas
+        from tasks.run.ingest import ingest
         from tasks.sim.generate import generate_corpus
 
         out = Path(tmp_path_factory.mktemp("view"))
         generate_corpus(out / "corpus", 1, ["drawer-open"], camera="static", max_steps=30, seed=0)
         cfg = get_preset("sim")
         root = str(out / "traces")
-        results = extract_sequential(discover(str(out / "corpus"), cfg), cfg, root)
-        assert [r.status for r in results] == ["ok"], [r.error_text for r in results]
+        report = ingest(str(out / "corpus"), root, cfg)
+        assert report.ok == 1 and report.attempted == 1, report.failures
+        (ok_id,) = existing_episode_ids(root)
         broken = EpisodeSource(uri=str(out / "corpus" / "broken.mp4"), episode_id=FAILED_ID, corpus="sim", kind="video")
-        results.append(failed_result(broken, cfg, root, "decode", "moov atom not found"))
-        sch = schemas(cfg)
-        for name in TABLES:
-            commit(root, name, [f for r in results for f in r.fragments.get(name, [])], sch[name])
-        _CACHE[key] = (root, results[0].episode_id, out / "corpus")
+        failed = failed_result(broken, cfg, root, "decode", "moov atom not found")
+        commit_run(root, {FAILED_ID: failed.fragments}, schemas(cfg), tag="failed-row")
+        _CACHE[key] = (root, ok_id, out / "corpus")
     return _CACHE[key][:2]
 
 

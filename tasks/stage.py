@@ -1,0 +1,59 @@
+"""The one contract every extraction stage keeps (docs/architecture.md#stage-contract).
+
+A stage reads its own slice of the `IngestConfig` (`settings`), may check a source before anything
+is decoded (`precheck`: cheap refusals such as "a plain video has no given depth"), loads its
+models once per worker (`warm`), says what a worker must reserve for it (`resources`), and turns
+an `Episode` into a fuller one (`run`). Runners derive warm-up and GPU needs from the list of
+stages, so a new backend declares its needs where it is implemented, not in the runners.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar, Generic, TypeVar
+
+from tasks.config import IngestConfig
+from tasks.types import Episode, EpisodeSource
+
+Settings = TypeVar("Settings")
+
+
+@dataclass(frozen=True)
+class Resources:
+    """What one episode's worker reserves for a stage (Ray `num_cpus` / `num_gpus`; fractions allowed)."""
+
+    cpus: float = 1.0
+    gpus: float = 0.0
+
+
+class Stage(Generic[Settings]):
+    """Base of every stage; subclasses set `name` and implement `settings` and `run`."""
+
+    name: ClassVar[str]
+
+    def settings(self, cfg: IngestConfig) -> Settings:
+        """The part of the ingest config this stage reads (typed, so its signature says what it uses)."""
+        raise NotImplementedError
+
+    def precheck(self, src: EpisodeSource, settings: Settings) -> None:
+        """Refuse a source before decoding when the settings cannot work on it (raise ConfigurationError)."""
+
+    def warm(self, settings: Settings) -> None:
+        """Load this stage's models into the process caches (once per worker, before a run's clock)."""
+
+    def resources(self, settings: Settings) -> Resources:
+        return Resources()
+
+    def run(self, ep: Episode, settings: Settings) -> Episode:
+        raise NotImplementedError
+
+
+def resources_of(stages: list[Stage], cfg: IngestConfig) -> Resources:
+    """What an episode's task reserves: the most any one stage needs (stages run one after another)."""
+    needs = [s.resources(s.settings(cfg)) for s in stages]
+    return Resources(cpus=max(r.cpus for r in needs), gpus=max(r.gpus for r in needs))
+
+
+def warm_all(stages: list[Stage], cfg: IngestConfig) -> None:
+    for stage in stages:
+        stage.warm(stage.settings(cfg))
