@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-import os
+from flows.environment import apply_defaults
 
-os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-os.environ.setdefault("MUJOCO_GL", "egl")
+apply_defaults()  # before Prefect, Ray, huggingface_hub or MuJoCo are imported
 
 from pathlib import Path  # noqa: E402
-from typing import Optional  # noqa: E402
+from typing import List, Optional  # noqa: E402
 
 import typer  # noqa: E402
 from rich.console import Console  # noqa: E402
+
+from flows.config_cli import CONFIG_HELP, SET_HELP, settle  # noqa: E402
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="μ0 trace platform: video -> Lance 3D trace datasets.")
 console = Console()
@@ -21,23 +20,16 @@ console = Console()
 ALL_TASKS = "pick-place,drawer-open,button-press,push,reach"
 
 
-def _config(preset: str, corpus: Optional[str] = None, **backends: Optional[str]):
-    """The preset with the command line's overrides (`depth_backend="x"` sets `depth.backend`)."""
-    from pydantic import ValidationError
-
-    from tasks.config import UnknownPresetError, get_preset, with_overrides
+def _config(preset: str, config_file: Optional[Path] = None, settings: Optional[List[str]] = None,
+            shortcuts: Optional[dict[str, dict[str, object]]] = None):
+    """The preset, then the file, then the command's own flags ({"--pose": {"pose.backend": "open3d"}}), then --set."""
+    from tasks.config import UnknownPresetError, get_preset
 
     try:
         cfg = get_preset(preset)
     except UnknownPresetError as exc:
         raise typer.BadParameter(str(exc.args[0]), param_hint="--preset") from None
-    overrides = {k.replace("_", ".", 1): v for k, v in backends.items() if v is not None}
-    if corpus is not None:
-        overrides["corpus"] = corpus
-    try:
-        return with_overrides(cfg, overrides)
-    except ValidationError as exc:
-        raise typer.BadParameter(exc.errors()[0]["msg"], param_hint="/".join(overrides)) from None
+    return settle(cfg, config_file, shortcuts or {}, settings)
 
 
 @app.command()
@@ -82,12 +74,19 @@ def ingest(
     pose: Optional[str] = typer.Option(None, help="given | open3d (default: the preset's)"),
     captions: Optional[str] = typer.Option(None, help="template | vlm | off (default: the preset's)"),
     caption_model: Optional[str] = typer.Option(None, help="vision-language model hub id or local directory"),
+    config: Optional[Path] = typer.Option(None, "--config", metavar="FILE.yaml", help=CONFIG_HELP),
+    settings: Optional[List[str]] = typer.Option(None, "--set", metavar="KEY=VALUE", help=SET_HELP),
 ):
-    """Extract 3D traces from SOURCE into the Lance DATASET (new episodes only)."""
-    cfg = _config(
-        preset, corpus, depth_backend=depth, depth_model=depth_model, pose_backend=pose,
-        captions_backend=captions, captions_model=caption_model,
-    )
+    """Extract 3D traces from SOURCE into the Lance DATASET (new episodes only).
+
+    Settings apply in order: the preset, --config FILE, the flags below, --set KEY=VALUE (e.g. --set decode.target_fps=5);
+    `mu0 config show --preset P` prints them all.
+    """
+    cfg = _config(preset, config, settings, {
+        "--corpus": {"corpus": corpus}, "--depth": {"depth.backend": depth}, "--depth-model": {"depth.model": depth_model},
+        "--pose": {"pose.backend": pose}, "--captions": {"captions.backend": captions},
+        "--caption-model": {"captions.model": caption_model},
+    })
     report = run_ingest(source, dataset, cfg, ray_address, num_cpus, sequential)
     raise typer.Exit(code=0 if report.success else 1)
 
@@ -130,7 +129,7 @@ def demo(
     with console.status("rendering Meta-World episodes"):
         generate_corpus(corpus, episodes, ALL_TASKS.split(","), camera=camera, max_steps=80)
     console.rule("2. ingest")
-    report = run_ingest(str(corpus), dataset, _config("sim", None))
+    report = run_ingest(str(corpus), dataset, _config("sim"))
     console.rule("3. query")
     eps = query.episodes(dataset, columns=["episode_id", "task", "status", "n_frames", "n_tracks", "n_moving", "track_coverage"])
     console.print(eps.to_pandas().assign(episode_id=lambda d: d.episode_id.str[:12]).to_string(index=False))
@@ -173,6 +172,10 @@ from flows.train_cli import evaluate_cli, predict_cli, pretrain_cli  # noqa: E40
 app.command("pretrain")(pretrain_cli)
 app.command("evaluate")(evaluate_cli)
 app.command("predict")(predict_cli)
+
+from flows.config_cli import config_app  # noqa: E402
+
+app.add_typer(config_app, name="config")
 
 
 if __name__ == "__main__":

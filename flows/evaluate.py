@@ -72,10 +72,11 @@ def evaluate(
     """Score CHECKPOINT (and the baselines) on DATASET's SPLIT with the protocol; returns the tidy table."""
     import torch
 
+    from models.device import resolve_device
     from tasks.train.baselines import predict_constant_velocity, predict_zero_motion
     from tasks.train.batches import BatchConfig
     from tasks.train.evaluate import eval_batches, evaluate_methods, model_predictor, n_keypoints_scored
-    from tasks.train.loop import checkpoint_stats, resolve_device
+    from tasks.train.loop import checkpoint_stats
     from tasks.train.stats import ensure_trace_stats
 
     log = get_run_logger()

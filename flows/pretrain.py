@@ -59,11 +59,8 @@ def loss_markdown(report: PretrainReport) -> str:
 @flow(name="pretrain", log_prints=True)
 def pretrain(dataset: str, config: PretrainConfig = PretrainConfig()) -> PretrainReport:
     """Pretrain μ0 on the Lance trace DATASET; checkpoints under config.out_dir, resumed when present."""
-    from models.mu0_config import get_model_preset
-
     log = get_run_logger()
-    horizon = get_model_preset(config.model_preset).horizon
-    stats = trace_stats(dataset, horizon)
+    stats = trace_stats(dataset, config.model.horizon)
     log.info("delta_scale %s, depth p1/p99 %.3f/%.3f m", stats.delta_scale, stats.depth_p1, stats.depth_p99)
     report = train_task(dataset, config, stats)
     if report.log:

@@ -4,56 +4,57 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Optional
+from typing import List, Optional
 
 import typer
 from rich.console import Console
+
+from flows.config_cli import CONFIG_HELP, SET_HELP, settle
 
 console = Console()
 
 
 def pretrain_cli(
     dataset: str = typer.Argument(..., help="Lance trace dataset root (written by `mu0 ingest`)"),
-    out: Path = typer.Option(Path("runs/mu0"), help="checkpoint directory (<out>/step-<step:06d>/)"),
+    out: Optional[Path] = typer.Option(None, help="checkpoint directory (<out>/step-<step:06d>/); default runs/mu0"),
     preset: str = typer.Option("mu0-tiny", help="model preset: mu0-tiny | mu0-full"),
-    steps: int = typer.Option(1000, min=1, help="total optimiser steps (a resumed run continues to this)"),
-    batch_size: int = typer.Option(8, min=1),
-    lr: float = typer.Option(1e-4, min=0.0),
-    max_keypoints: Optional[int] = typer.Option(None, min=1, help="keypoints per sample (default: the preset's)"),
-    eval_fraction: float = typer.Option(0.05, min=0.0, max=0.99, help="episodes held out for evaluation"),
-    seed: int = typer.Option(0),
-    num_workers: int = typer.Option(0, min=0, help="DataLoader worker processes (spawned)"),
-    checkpoint_every: int = typer.Option(500, min=1),
-    log_every: int = typer.Option(10, min=1),
-    resume: bool = typer.Option(True, help="continue from the latest checkpoint in OUT"),
-    device: str = typer.Option("auto", help="auto | cpu | cuda"),
+    steps: Optional[int] = typer.Option(None, min=1, help="total optimiser steps (a resumed run continues to this); default 1000"),
+    batch_size: Optional[int] = typer.Option(None, min=1, help="default 8"),
+    lr: Optional[float] = typer.Option(None, min=0.0, help="default 1e-4"),
+    max_keypoints: Optional[int] = typer.Option(None, min=1, help="keypoints per sample (sets model.max_keypoints)"),
+    eval_fraction: Optional[float] = typer.Option(None, min=0.0, max=0.99, help="episodes held out for evaluation; default 0.05"),
+    seed: Optional[int] = typer.Option(None, help="seed of initialisation, data order and augmentation (sets seed and model.seed)"),
+    num_workers: Optional[int] = typer.Option(None, min=0, help="DataLoader worker processes (spawned); default 0"),
+    checkpoint_every: Optional[int] = typer.Option(None, min=1, help="default 500"),
+    log_every: Optional[int] = typer.Option(None, min=1, help="default 10"),
+    resume: Optional[bool] = typer.Option(None, help="continue from the latest checkpoint in OUT (default: yes)"),
+    device: Optional[str] = typer.Option(None, help="auto | cpu | cuda (default auto)"),
+    config: Optional[Path] = typer.Option(None, "--config", metavar="FILE.yaml", help=CONFIG_HELP),
+    settings: Optional[List[str]] = typer.Option(None, "--set", metavar="KEY=VALUE", help=SET_HELP),
 ):
-    """Pretrain μ0 on DATASET; checkpoints (safetensors + config + optimizer) every N steps, resumable."""
-    from pydantic import ValidationError
+    """Pretrain μ0 on DATASET; checkpoints (safetensors + config + optimizer) every N steps, resumable.
 
+    Settings apply in order: the preset, --config FILE, the flags below, --set KEY=VALUE (e.g. --set model.lora_rank=8);
+    `mu0 config show --preset mu0-tiny` prints them all.
+    """
     from flows.pretrain import pretrain
     from models.mu0_config import UnknownModelPresetError, get_model_preset
+    from tasks.train.config import PretrainConfig
 
     try:
-        get_model_preset(preset)
-        cfg = _pretrain_config(preset, steps, batch_size, lr, max_keypoints, eval_fraction, seed, num_workers,
-                               checkpoint_every, log_every, out, resume, device)
+        base = PretrainConfig(model=get_model_preset(preset))
     except UnknownModelPresetError as exc:
         raise typer.BadParameter(str(exc), param_hint="--preset") from None
-    except ValidationError as exc:
-        raise typer.BadParameter(exc.errors()[0]["msg"]) from None
+    cfg = settle(base, config, {
+        "--out": {"out_dir": None if out is None else str(out)}, "--steps": {"steps": steps},
+        "--batch-size": {"batch_size": batch_size}, "--lr": {"lr": lr}, "--max-keypoints": {"model.max_keypoints": max_keypoints},
+        "--eval-fraction": {"eval_fraction": eval_fraction}, "--seed": {"seed": seed, "model.seed": seed},
+        "--num-workers": {"num_workers": num_workers}, "--checkpoint-every": {"checkpoint_every": checkpoint_every},
+        "--log-every": {"log_every": log_every}, "--resume": {"resume": resume}, "--device": {"device": device},
+    }, settings)
     report = pretrain(dataset, cfg)
     console.print(f"steps {report.start_step} -> {report.final_step} in {report.seconds:.1f} s "
                   f"({report.steps_per_s:.3g} steps/s); checkpoint: {report.checkpoint}")
-
-
-def _pretrain_config(preset, steps, batch_size, lr, max_keypoints, eval_fraction, seed, num_workers, checkpoint_every,
-                     log_every, out, resume, device):
-    from tasks.train.config import PretrainConfig
-
-    return PretrainConfig(model_preset=preset, steps=steps, batch_size=batch_size, lr=lr, max_keypoints=max_keypoints,
-                          eval_fraction=eval_fraction, seed=seed, num_workers=num_workers, checkpoint_every=checkpoint_every,
-                          log_every=log_every, out_dir=str(out), resume=resume, device=device)
 
 
 def evaluate_cli(

@@ -16,6 +16,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from models.device import DeviceUnavailable, resolve_device
+
 # Released shapes of the Depth-Anything-V2 metric checkpoints (config.json of the -hf repos), and a tiny one
 # for tests. Random weights of a real shape cost the same time as real weights (benchmarks).
 _SHAPES = {
@@ -47,14 +49,6 @@ class DepthModelUnavailable(OSError):
 
 class NotMetricDepth(ValueError):
     """The checkpoint predicts relative (affine-invariant) depth, which cannot be stored as meters."""
-
-
-def resolve_device(device: str) -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device == "cuda" and not torch.cuda.is_available():
-        raise DepthModelUnavailable("depth device 'cuda' was asked for, but torch sees no CUDA GPU")
-    return torch.device(device)
 
 
 @dataclass(frozen=True)
@@ -119,7 +113,10 @@ def load_depth_anything(id_or_dir: str, device: str = "auto") -> DepthAnything:
             f"depth model {id_or_dir!r} predicts {kind} depth, not meters; use a metric checkpoint such as "
             "depth-anything/Depth-Anything-V2-Metric-Indoor-Small-hf (or -Outdoor-) instead"
         )
-    dev = resolve_device(device)
+    try:
+        dev = resolve_device(device)
+    except DeviceUnavailable as exc:
+        raise DepthModelUnavailable(f"depth {exc}") from None
     dtype = torch.bfloat16 if dev.type == "cuda" else torch.float32
     model = model.to(dev, dtype).eval()
     return DepthAnything(model=model, processor=processor, device=dev, dtype=dtype, name=id_or_dir)

@@ -6,9 +6,13 @@ Numbers come from METHOD.md (TraceExtract stages 0-6) unless a comment says othe
 from __future__ import annotations
 
 import difflib
-from typing import Literal
+import re
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 
 class _Frozen(BaseModel):
@@ -33,6 +37,10 @@ class DepthConfig(_Frozen):
     )
     batch_size: int = Field(8, ge=1, description="depth-anything: frames per forward pass")
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="depth-anything: auto = cuda (bf16) when present")
+    gpus: float = Field(
+        0.0, ge=0, description="GPUs each episode's Ray task reserves for the depth model (fractions share a GPU; "
+        "set it with depth-anything on GPU nodes); > 0 also takes a slot of the global 'gpu' concurrency limit"
+    )
     scale_to_given: bool = Field(
         True, description="median-scale predicted depth to any depth.npy values given with the episode (partial depth)"
     )
@@ -102,6 +110,7 @@ class CaptionConfig(_Frozen):
     ego_px_per_frame: float = Field(2.0, gt=0, description="image motion that counts a keypoint as moving in the ego-motion test")
     max_new_tokens: int = Field(256, ge=8, description="vlm: generation budget for the JSON reply")
     image_size: int = Field(384, ge=32, description="vlm: longest side of the frames given to the model")
+    gpus: float = Field(0.0, ge=0, description="GPUs each episode's Ray task reserves for the caption model (vlm on GPU nodes; fractions share a GPU)")
 
 
 class KeypointConfig(_Frozen):
@@ -172,14 +181,10 @@ class IngestConfig(_Frozen):
     retarget: RetargetConfig = RetargetConfig()
     captions: CaptionConfig = CaptionConfig()
     jpeg_quality: int = Field(90, ge=10, le=100, description="quality of the stored frames")
-    gpus_per_episode: float = Field(
-        0.0, ge=0, description="GPUs each episode's Ray task reserves (model backends); > 0 also takes a slot "
-        "of the global 'gpu' concurrency limit for the run"
-    )
 
     def extraction_key(self) -> str:
         """The settings that change extracted data (part of the episode id); labels and resources do not."""
-        return self.model_dump_json(exclude={"corpus": True, "gpus_per_episode": True, "depth": {"device", "batch_size"}})
+        return self.model_dump_json(exclude={"corpus": True, "depth": {"device", "batch_size", "gpus"}, "captions": {"gpus"}})
 
 
 PRESETS: dict[str, IngestConfig] = {
@@ -194,16 +199,156 @@ PRESETS: dict[str, IngestConfig] = {
 }
 
 
-def with_overrides(cfg: IngestConfig, overrides: dict[str, object]) -> IngestConfig:
-    """`cfg` with dotted-path settings replaced ({"depth.backend": "depth-anything"}), validated again."""
-    data = cfg.model_dump()
+M = TypeVar("M", bound=BaseModel)
+
+
+class SettingError(ValueError):
+    """An override that does not fit its config (unknown setting, refused value, unreadable file); the message says how."""
+
+
+class _Yaml12Loader(yaml.SafeLoader):
+    """YAML 1.2 core scalars: `off`, `no`, `on`, `1:30` and dates stay strings (`--set captions.backend=off`)."""
+
+
+_Yaml12Loader.yaml_implicit_resolvers = {
+    first: [(tag, rx) for tag, rx in resolvers if tag in ("tag:yaml.org,2002:null", "tag:yaml.org,2002:merge")]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_Yaml12Loader.add_implicit_resolver("tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF"))
+_Yaml12Loader.add_implicit_resolver("tag:yaml.org,2002:int", re.compile(r"^[-+]?(?:0|[1-9][0-9]*)$"), list("-+0123456789"))
+_Yaml12Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?$|^[-+]?\.(?:inf|Inf|INF)$|^\.(?:nan|NaN|NAN)$"),
+    list("-+0123456789."),
+)
+
+
+def load_yaml(text: str) -> object:
+    """YAML with 1.2 scalars, for setting values and config files alike."""
+    return yaml.load(text, Loader=_Yaml12Loader)
+
+
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    mark = getattr(exc, "problem_mark", None)
+    where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
+    return f"{getattr(exc, 'problem', None) or str(exc).splitlines()[0]}{where}"
+
+
+def parse_value(text: str) -> object:
+    """A command-line value as YAML: `5`, `0.7`, `true`, `null`, `[1,2]`, `depth-anything`; empty is ""."""
+    if not text.strip():
+        return ""
+    try:
+        return load_yaml(text)
+    except yaml.YAMLError as exc:
+        raise SettingError(f"cannot read {text!r} as a YAML value: {_yaml_problem(exc)}") from None
+
+
+def parse_assignments(items: Iterable[str]) -> dict[str, object]:
+    """`["decode.target_fps=5", ...]` -> {"decode.target_fps": 5, ...}; a later assignment to a path wins."""
+    out: dict[str, object] = {}
+    for item in items:
+        path, sep, value = item.partition("=")
+        if not sep or not path.strip():
+            raise SettingError(f"expected KEY=VALUE (e.g. decode.target_fps=5), got {item!r}")
+        out[path.strip()] = parse_value(value)
+    return out
+
+
+def _group(model: type[BaseModel], name: str) -> type[BaseModel] | None:
+    """The config class of field `name` when it is a group of settings (a nested model), else None."""
+    annotation = model.model_fields[name].annotation
+    return annotation if isinstance(annotation, type) and issubclass(annotation, BaseModel) else None
+
+
+def check_setting(model: type[BaseModel], path: str) -> type[BaseModel] | None:
+    """Refuse a dotted path that names no setting, listing the valid ones at that level and the closest
+    match; returns the group's class when the path names a group (so a mapping may be given for it)."""
+    node: type[BaseModel] | None = model
+    parts = path.split(".")
+    for i, key in enumerate(parts):
+        where = ".".join(parts[:i])
+        if node is None:
+            raise SettingError(f"unknown setting {path!r}: {where!r} is a single value, not a group of settings")
+        if key not in node.model_fields:
+            names = sorted(node.model_fields)
+            close = difflib.get_close_matches(key, names, n=1)
+            hint = f" Did you mean {'.'.join([*parts[:i], close[0], *parts[i + 1:]])!r}?" if close else ""
+            raise SettingError(f"unknown setting {path!r}; {where or 'the top level'} has: {', '.join(names)}.{hint}")
+        node = _group(node, key)
+    return node
+
+
+def flatten_settings(model: type[BaseModel], mapping: Mapping[str, object], prefix: str = "") -> dict[str, object]:
+    """A nested mapping as dotted paths, each checked against `model` (a mapping under a group is descended)."""
+    out: dict[str, object] = {}
+    for key, value in mapping.items():
+        path = f"{prefix}{key}"
+        group = check_setting(model, path)
+        if group is not None and isinstance(value, Mapping):
+            out.update(flatten_settings(model, value, path + "."))
+        else:
+            out[path] = value
+    return out
+
+
+def deep_merge(base: Mapping[str, object], over: Mapping[str, object]) -> dict[str, object]:
+    """`base` with `over` laid on top, mappings merged key by key rather than replaced."""
+    out = dict(base)
+    for key, value in over.items():
+        below = out.get(key)
+        out[key] = deep_merge(below, value) if isinstance(below, Mapping) and isinstance(value, Mapping) else value
+    return out
+
+
+def _describe(exc: ValidationError) -> str:
+    """pydantic's messages, each naming the setting it refuses."""
+    parts = []
+    for err in exc.errors():
+        where = repr(".".join(str(p) for p in err["loc"])) if err["loc"] else "the config"
+        got = "" if isinstance(err.get("input"), Mapping) else f" (got {err.get('input')!r})"
+        msg = err["msg"].removeprefix("Value error, ")
+        parts.append(f"invalid value for {where}: {msg}{got}")
+    return "; ".join(parts)
+
+
+def with_overrides(cfg: M, overrides: Mapping[str, object]) -> M:
+    """`cfg` (any frozen config) with dotted-path settings replaced ({"depth.backend": "depth-anything"}),
+    validated again; a mapping given for a group is merged into it. Raises SettingError."""
+    data: dict[str, object] = cfg.model_dump()
     for path, value in overrides.items():
-        *parents, leaf = path.split(".")
-        node = data
-        for key in parents:
-            node = node[key]
-        node[leaf] = value
-    return IngestConfig.model_validate(data)
+        if check_setting(type(cfg), path) is not None and isinstance(value, Mapping):
+            flatten_settings(type(cfg), value, path + ".")  # names checked here, with the closest match
+        for key in reversed(path.split(".")):
+            value = {key: value}
+        data = deep_merge(data, value)
+    try:
+        return type(cfg).model_validate(data)
+    except ValidationError as exc:
+        raise SettingError(_describe(exc)) from None
+
+
+def read_config_file(path: str | Path) -> dict[str, object]:
+    """A partial config from a YAML file: a (nested) mapping of settings. Raises SettingError."""
+    p = Path(path)
+    try:
+        text = p.read_text()
+    except OSError as exc:
+        raise SettingError(f"cannot read config file {str(p)!r}: {exc.strerror or exc}") from None
+    try:
+        data = load_yaml(text)
+    except yaml.YAMLError as exc:
+        raise SettingError(f"config file {str(p)!r} is not YAML: {_yaml_problem(exc)}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise SettingError(f"config file {str(p)!r} must hold a mapping of settings, not a {type(data).__name__}")
+    return data
+
+
+def merge_config(cfg: M, partial: Mapping[str, object]) -> M:
+    """`cfg` with a partial config (nested mapping, e.g. from a YAML file) merged deeply over it."""
+    return with_overrides(cfg, flatten_settings(type(cfg), partial))
 
 
 class UnknownPresetError(KeyError):

@@ -2,20 +2,12 @@
 
 from __future__ import annotations
 
-import os
 import tempfile
 
+from flows.environment import apply_defaults
+
 _PREFECT_HOME = tempfile.mkdtemp(prefix="mu0-prefect-")
-os.environ.update(
-    {
-        "HF_HUB_OFFLINE": "1",
-        "PREFECT_HOME": _PREFECT_HOME,
-        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-        "PREFECT_LOGGING_LEVEL": "WARNING",
-        "MUJOCO_GL": "egl",
-        "RAY_AUTH_MODE": "disabled",
-    }
-)
+apply_defaults({"PREFECT_HOME": _PREFECT_HOME, "PREFECT_LOGGING_LEVEL": "WARNING"}, override=True)
 
 import pytest  # noqa: E402
 

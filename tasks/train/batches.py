@@ -29,6 +29,7 @@ from pydantic import BaseModel, Field
 
 from models.backbone import padded_uv_scale, resize_with_pad
 from models.bspline import fit_control_points, normalize_pixels, to_targets
+from models.mu0_config import Mu0Config
 from tasks.train.stats import TraceStats
 
 
@@ -50,11 +51,11 @@ class BatchConfig(BaseModel, frozen=True):
     depth_noise_m: float = Field(0.01, ge=0, description="sigma of Gaussian depth noise (m)")
 
     @classmethod
-    def for_model(cls, model_cfg: Any, **overrides: Any) -> "BatchConfig":
-        """Shapes read from a model config (Mu0Config: image_size, history_len, n_ctrl, horizon, ...)."""
-        names = ("image_size", "history_len", "n_ctrl", "horizon", "max_keypoints", "use_depth")
-        found = {n: getattr(model_cfg, n) for n in names if getattr(model_cfg, n, None) is not None}
-        return cls(**{**found, **overrides})
+    def for_model(cls, model: Mu0Config, **overrides: Any) -> "BatchConfig":
+        """The batches `model` is built for: its shapes are the model's, augmentation the defaults unless overridden."""
+        shapes = dict(image_size=model.image_size, history_len=model.history_len, n_ctrl=model.n_ctrl,
+                      horizon=model.horizon, max_keypoints=model.max_keypoints, use_depth=model.use_depth)
+        return cls(**{**shapes, **overrides})
 
 
 def jitter_colors(rgb: np.ndarray, strength: float, rng: np.random.Generator) -> np.ndarray:

@@ -21,8 +21,8 @@ from pathlib import Path
 import torch
 
 from models.checkpoint import latest_checkpoint, load_checkpoint, load_optimizer_state, save_checkpoint
+from models.device import resolve_device
 from models.mu0 import Mu0
-from models.mu0_config import get_model_preset
 from storage.torch_loader import LanceTraceDataset, make_loader
 from tasks.train.batches import BatchConfig, SampleToItem, collate, to_device
 from tasks.train.config import PretrainConfig
@@ -63,12 +63,6 @@ def save_training_checkpoint(out_dir, step: int, model: Mu0, opt: torch.optim.Op
     return final
 
 
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
-
-
 def make_optimizer(model: torch.nn.Module, cfg: PretrainConfig) -> torch.optim.AdamW:
     params = [p for p in model.parameters() if p.requires_grad]
     return torch.optim.AdamW(params, lr=cfg.lr, betas=cfg.betas, eps=cfg.eps, weight_decay=cfg.weight_decay)
@@ -105,11 +99,9 @@ def train(dataset: str, cfg: PretrainConfig, stats: TraceStats, on_log: Callable
     device = resolve_device(cfg.device)
     latest = latest_checkpoint(cfg.out_dir) if cfg.resume else None
     if latest is not None:
-        model, start = load_checkpoint(latest)
+        model, start = load_checkpoint(latest)  # the checkpoint's own config.json: its shapes go with its weights
     else:
-        overrides = {} if cfg.max_keypoints is None else {"max_keypoints": cfg.max_keypoints}
-        model = Mu0(get_model_preset(cfg.model_preset, seed=cfg.seed, **overrides))
-        start = 0
+        model, start = Mu0(cfg.model), 0
     model.to(device).train()
     opt = make_optimizer(model, cfg)
     if latest is not None:

@@ -50,7 +50,8 @@ def draw_traces(rgb: np.ndarray, current_px: np.ndarray, pred_px: np.ndarray, tr
 def predict_frame(checkpoint: str, dataset: str, episode: str, frame: int, out: str, n_keypoints: int = 16,
                   use_history: bool = False, seed: int = 0, device: str = "auto") -> str:
     from models.checkpoint import load_checkpoint
-    from tasks.train.loop import checkpoint_stats, resolve_device
+    from models.device import resolve_device
+    from tasks.train.loop import checkpoint_stats
 
     model = load_checkpoint(checkpoint)[0].to(resolve_device(device)).eval()
     stats = checkpoint_stats(checkpoint)

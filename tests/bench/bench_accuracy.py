@@ -10,11 +10,12 @@ trajectory of its own query pixel (tasks/sim/score.py).
 from __future__ import annotations
 
 import argparse
-import os
 import tempfile
 from pathlib import Path
 
-os.environ.setdefault("MUJOCO_GL", "egl")
+from flows.environment import apply_defaults
+
+apply_defaults()
 
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402

@@ -11,12 +11,13 @@ and peak memory (CUDA: torch.cuda.max_memory_allocated; CPU: the process's peak 
 from __future__ import annotations
 
 import argparse
-import os
 import resource
 import tempfile
 import time
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
+from flows.environment import apply_defaults
+
+apply_defaults()
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402

@@ -22,18 +22,16 @@ import tempfile
 import time
 from pathlib import Path
 
-os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
-os.environ.setdefault("MUJOCO_GL", "egl")
-os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-os.environ.setdefault("MU0_DECODE_THREADS", "1")  # stages alone run on one core, like one Ray worker
+from flows.environment import apply_defaults
+
+apply_defaults({"PREFECT_LOGGING_LEVEL": "WARNING", "MU0_DECODE_THREADS": "1"})  # stages alone: one core, like a Ray worker
 
 import av  # noqa: E402
 import cv2  # noqa: E402
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
-from tasks.config import IngestConfig, get_preset, with_overrides  # noqa: E402
+from tasks.config import IngestConfig, get_preset, parse_assignments, with_overrides  # noqa: E402
 from tasks.run.discover import discover  # noqa: E402
 from tasks.run.episode import run_stages  # noqa: E402
 
@@ -100,7 +98,7 @@ def main() -> None:
                     help="override a setting of the sim preset, e.g. captions.backend=off")
     ap.add_argument("--repeat", type=int, default=1, help="run every measure this many times")
     args = ap.parse_args()
-    cfg = with_overrides(get_preset("sim"), dict(kv.split("=", 1) for kv in args.set))
+    cfg = with_overrides(get_preset("sim"), parse_assignments(args.set))  # as `mu0 ingest --set`
 
     corpus = args.corpus
     if corpus is None:

@@ -13,12 +13,13 @@ depth and poses ping-ponged to 250 and `--long` frames; the pose time ratio must
 from __future__ import annotations
 
 import argparse
-import os
 import tempfile
 import time
 from pathlib import Path
 
-os.environ.setdefault("MUJOCO_GL", "egl")
+from flows.environment import apply_defaults
+
+apply_defaults()
 
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402

@@ -10,6 +10,11 @@ from tests.flows.output import text
 runner = CliRunner()
 
 
+def _said(res) -> str:
+    """The output with rich's error box and line wrapping undone."""
+    return " ".join(res.output.replace("│", " ").split())
+
+
 def test_unknown_preset_lists_the_known_ones(tmp_path):
     res = runner.invoke(app, ["ingest", str(tmp_path), "--preset", "sime"])
     assert res.exit_code == 2
@@ -51,3 +56,35 @@ def test_backend_flags_reach_the_config_and_bad_values_are_refused(prefect_harne
     assert "captions" not in query.counts(str(dataset))  # no captions were made, so no table
     [row] = query.episodes(str(dataset), columns=["config"]).to_pylist()
     assert '"captions":{"backend":"off"' in row["config"]
+
+
+def test_config_file_flags_and_set_reach_the_stored_config_in_that_order(prefect_harness, sim_corpus, tmp_path):
+    partial = tmp_path / "lab.yaml"
+    partial.write_text("corpus: lab\ncaptions:\n  backend: vlm\ntrack:\n  fb_max_px: 0.5\n  window_px: 15\n")
+    one = sorted(p for p in sim_corpus.iterdir() if p.is_dir())[0]
+    dataset = tmp_path / "ds"
+    res = runner.invoke(app, ["ingest", str(one), "--dataset", str(dataset), "--preset", "sim", "--sequential",
+                              "--config", str(partial), "--captions", "template",  # the flag beats the file ...
+                              "--set", "captions.backend=off", "--set", "track.fb_max_px=0.7",  # ... and --set beats both
+                              "--set", "decode.max_frames=40"])
+    assert res.exit_code == 0, res.output
+    from storage import query
+    from tasks.config import IngestConfig, get_preset, with_overrides
+
+    [row] = query.episodes(str(dataset), columns=["config", "corpus", "n_frames"]).to_pylist()
+    expected = with_overrides(get_preset("sim"), {"corpus": "lab", "captions.backend": "off", "track.fb_max_px": 0.7,
+                                                  "track.window_px": 15, "decode.max_frames": 40})
+    assert IngestConfig.model_validate_json(row["config"]) == expected
+    assert row["corpus"] == "lab" and row["n_frames"] <= 40
+
+
+def test_wrong_setting_path_or_value_is_refused_before_anything_runs(tmp_path):
+    res = runner.invoke(app, ["ingest", str(tmp_path), "--set", "decode.target_fsp=5"])
+    assert res.exit_code == 2 and isinstance(res.exception, SystemExit)
+    assert ("unknown setting 'decode.target_fsp'; decode has: max_frames, max_width, target_fps. "
+            "Did you mean 'decode.target_fps'?") in _said(res)
+    res = runner.invoke(app, ["ingest", str(tmp_path), "--set", "track.fb_max_px=-0.5"])
+    assert res.exit_code == 2 and "invalid value for 'track.fb_max_px': Input should be greater than 0 (got -0.5)" in _said(res)
+    (tmp_path / "list.yaml").write_text("- 1\n")
+    res = runner.invoke(app, ["ingest", str(tmp_path), "--config", str(tmp_path / "list.yaml")])
+    assert res.exit_code == 2 and "must hold a mapping of settings" in _said(res)

@@ -9,21 +9,23 @@ import torch
 
 from flows.pretrain import pretrain
 from models.checkpoint import latest_checkpoint, load_checkpoint, read_step
+from models.mu0_config import get_model_preset
 from tasks.train.config import PretrainConfig
 from tasks.train.loop import checkpoint_stats, read_run
-from tests.bench.bench_pretrain import ingest_sequential
+from tasks.config import get_preset
+from tasks.run.ingest import ingest
 
 
 @pytest.fixture(scope="module")
 def dataset(sim_corpus, tmp_path_factory):
     root = tmp_path_factory.mktemp("pretrain") / "traces"
-    ingest_sequential(sim_corpus, root)
+    ingest(str(sim_corpus), str(root), get_preset("sim"))
     return str(root)
 
 
 def test_pretrain_writes_checkpoints_and_resume_continues_the_step_count(prefect_harness, dataset, tmp_path):
     out = tmp_path / "run"
-    cfg = PretrainConfig(model_preset="mu0-tiny", steps=3, batch_size=2, max_keypoints=8, eval_fraction=0.0,
+    cfg = PretrainConfig(model=get_model_preset("mu0-tiny", max_keypoints=8), steps=3, batch_size=2, eval_fraction=0.0,
                          checkpoint_every=2, log_every=1, out_dir=str(out), device="cpu")
     first = pretrain(dataset, cfg)
     assert (first.start_step, first.final_step) == (0, 3)
@@ -35,9 +37,10 @@ def test_pretrain_writes_checkpoints_and_resume_continues_the_step_count(prefect
     assert {"model.safetensors", "config.json", "optimizer.safetensors", "trace_stats.json", "run.json"} <= {p.name for p in ckpt.iterdir()}
     stored = json.loads(open(f"{dataset}/stats.json").read())
     assert list(checkpoint_stats(ckpt).delta_scale) == stored["delta_scale"] and stored["horizon"] == 32
-    assert read_run(ckpt)["config"]["max_keypoints"] == 8 and read_run(ckpt)["dataset"] == dataset
+    assert read_run(ckpt)["config"]["model"]["max_keypoints"] == 8 and read_run(ckpt)["dataset"] == dataset
+    assert PretrainConfig.model_validate(read_run(ckpt)["config"]) == cfg  # the nested config round-trips through run.json
     model, step = load_checkpoint(ckpt)
-    assert step == 3 and model.cfg.max_keypoints == 8
+    assert step == 3 and model.cfg == cfg.model  # config.json holds the very model config the run was given
 
     second = pretrain(dataset, cfg.model_copy(update={"steps": 5}))
     assert (second.start_step, second.final_step) == (3, 5)

@@ -9,8 +9,12 @@ import pytest
 from typer.testing import CliRunner
 
 from flows.cli import app
+from models.checkpoint import load_checkpoint
+from models.mu0_config import get_model_preset
 from storage.torch_loader import TraceIndex
-from tests.bench.bench_pretrain import ingest_sequential
+from tasks.train.config import PretrainConfig
+from tasks.config import get_preset
+from tasks.run.ingest import ingest
 
 runner = CliRunner()
 
@@ -18,7 +22,7 @@ runner = CliRunner()
 @pytest.fixture(scope="module")
 def dataset(sim_corpus, tmp_path_factory):
     root = tmp_path_factory.mktemp("cli") / "traces"
-    ingest_sequential(sim_corpus, root)
+    ingest(str(sim_corpus), str(root), get_preset("sim"))
     return str(root)
 
 
@@ -44,6 +48,33 @@ def test_bad_options_are_refused_with_a_message(dataset, tmp_path):
     assert res.exit_code != 0 and "not a checkpoint" in _text(res)
 
 
+def test_pretrain_config_file_flags_and_set_reach_the_model(prefect_harness, dataset, tmp_path):
+    partial = tmp_path / "run.yaml"
+    partial.write_text("steps: 5\nbatch_size: 2\neval_fraction: 0.0\nmodel:\n  max_keypoints: 8\n  lora_rank: 2\n")
+    out = tmp_path / "run"
+    res = _ok(["pretrain", dataset, "--out", str(out), "--config", str(partial), "--steps", "1", "--device", "cpu",
+               "--no-resume", "--set", "model.lora_rank=3", "--set", "model.done_weight=0.25", "--set", "log_every=1"])
+    assert "steps 0 -> 1" in res.output  # --steps beats the file
+    ckpt = out / "step-000001"
+    run = PretrainConfig.model_validate(json.loads((ckpt / "run.json").read_text())["config"])
+    assert run == PretrainConfig(model=get_model_preset("mu0-tiny", max_keypoints=8, lora_rank=3, done_weight=0.25),
+                                 steps=1, batch_size=2, eval_fraction=0.0, out_dir=str(out), device="cpu", resume=False,
+                                 log_every=1)
+    model, _ = load_checkpoint(ckpt)
+    assert model.cfg == run.model  # the checkpoint's config.json is the model the run was given
+    lora = [p for n, p in model.named_parameters() if "lora_a" in n]
+    assert lora and all(p.shape[0] == 3 for p in lora)  # --set model.lora_rank=3 built rank-3 adapters
+
+
+def test_pretrain_wrong_settings_are_refused(dataset, tmp_path):
+    res = runner.invoke(app, ["pretrain", dataset, "--out", str(tmp_path), "--set", "model.lora_rnk=2"])
+    assert res.exit_code == 2 and "unknown setting 'model.lora_rnk'" in _text(res)
+    assert "Did you mean 'model.lora_rank'?" in _text(res)
+    res = runner.invoke(app, ["pretrain", dataset, "--out", str(tmp_path), "--set", "model.n_ctrl=5"])
+    assert res.exit_code == 2 and "invalid value for 'model': n_ctrl must be 4, 7 or 10, got 5" in _text(res)
+    assert not any(tmp_path.iterdir())  # refused before anything ran
+
+
 @pytest.mark.slow
 def test_pretrain_evaluate_predict(prefect_harness, dataset, tmp_path):
     out = tmp_path / "run"
@@ -53,7 +84,8 @@ def test_pretrain_evaluate_predict(prefect_harness, dataset, tmp_path):
     assert "steps 0 -> 2" in res.output
     ckpt = out / "step-000002"
     run = json.loads((ckpt / "run.json").read_text())["config"]
-    assert (run["lr"], run["seed"], run["max_keypoints"], run["resume"]) == (3e-4, 3, 8, False)
+    assert (run["lr"], run["seed"], run["model"]["max_keypoints"], run["resume"]) == (3e-4, 3, 8, False)
+    assert run["model"]["seed"] == 3  # --seed is the run's one seed: initialisation too
     assert (out / "step-000001").is_dir()
 
     table = tmp_path / "eval.json"
