@@ -42,8 +42,8 @@ def gpu_guard(config: IngestConfig):
     return concurrency(GPU_LIMIT, occupy=1) if episode_resources(config).gpus > 0 else contextlib.nullcontext()
 
 
-def make_runner(runner: str, ray_address: str | None, num_cpus: int | None) -> Runner:
-    return SequentialRunner() if runner == "sequential" else RayRunner(ray_address, num_cpus)
+def make_runner(runner: str, ray_address: str | None, num_cpus: int | None, retries: int) -> Runner:
+    return SequentialRunner() if runner == "sequential" else RayRunner(ray_address, num_cpus, retries=retries)
 
 
 @task(name="discover", cache_policy=NO_CACHE)
@@ -140,13 +140,14 @@ def ingest(
     ray_address: str | None = None,
     num_cpus: int | None = None,
     show_progress: bool = False,
+    retries: int = 2,
 ) -> IngestReport:
     """Extract 3D point traces from every new episode in SOURCE into the Lance DATASET."""
     log = get_run_logger()
     tag = f"ingest-{flow_run.id or uuid.uuid4()}"
     todo, found = discover_new(source, dataset, config)
     log.info("%d episodes found, %d new", found, len(todo))
-    work = make_runner(runner, ray_address, num_cpus)
+    work = make_runner(runner, ray_address, num_cpus, retries)
     results, seconds = extract(todo, dataset, config, work, show_progress) if todo else ([], 0.0)
     t0 = time.perf_counter()
     versions = commit_all(dataset, results, config, tag) if results else {}

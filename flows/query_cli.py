@@ -150,24 +150,31 @@ def check_cli(
     dataset: str = typer.Argument(..., help="Lance dataset root"),
     pairs: int = typer.Option(256, min=1, help="keypoints reprojected through their camera"),
     seed: int = typer.Option(0, help="seed for choosing those keypoints"),
+    repair: bool = typer.Option(False, help="first complete runs that died between table commits (as the next ingest would)"),
 ):
-    """Validate DATASET before training: schema, shapes, pixels, finite values, cameras, captions."""
+    """Validate DATASET before training: complete runs, unique ids, schema, shapes, pixels, cameras, captions."""
+    from rich.markup import escape
+
     from storage.check import check_dataset
     from storage.query import counts
+    from storage.writer import repair as repair_runs
 
     if not counts(dataset):
         raise fail(f"{dataset} holds no tables (nothing ingested, or the wrong path)")
+    if repair:
+        for tag in repair_runs(dataset):
+            console.print(f"completed run {escape(tag)}", highlight=False)
     findings = check_dataset(dataset, pairs=pairs, seed=seed)
     view = Table(title=f"check {dataset}")
     for c in ("check", "result", "checked", "failed"):
         view.add_column(c, overflow="fold")
     for f in findings:
-        view.add_row(f.check, "[green]pass[/green]" if f.ok else "[red]FAIL[/red]", str(f.checked), str(f.failed))
+        view.add_row(escape(f.check), "[green]pass[/green]" if f.ok else "[red]FAIL[/red]", str(f.checked), str(f.failed))
     console.print(view)
     bad = [f for f in findings if not f.ok]
     for f in bad:
-        console.print(f"[red]FAIL[/red] {f.check}: {f.failed} of {f.checked}", highlight=False, soft_wrap=True)
+        console.print(f"[red]FAIL[/red] {escape(f.check)}: {f.failed} of {f.checked}", highlight=False, soft_wrap=True)
         for e in f.examples:
-            console.print(f"    {e}", highlight=False, soft_wrap=True)
+            console.print(f"    {escape(e)}", highlight=False, soft_wrap=True)
     console.print(f"{len(findings) - len(bad)} of {len(findings)} checks passed", highlight=False)
     raise typer.Exit(code=1 if bad else 0)

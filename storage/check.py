@@ -7,6 +7,7 @@ only function that reads the dataset is `check_dataset`; it streams `samples` in
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -16,6 +17,7 @@ import pyarrow.compute as pc
 from storage import schema as S
 from storage.dataset import open_table
 from storage.query import leaf_values
+from storage.runs import RunManifest
 
 MAX_EXAMPLES = 5
 MAX_REPROJECTION_PX = 0.5  # keypoints_uv is the reprojection of tracks.xyz through camera t
@@ -137,6 +139,42 @@ def check_references(table: str, episode_ids: list[str], status: dict[str, str],
     return f.record(len(ids), bad)
 
 
+def check_unique_episodes(episode_ids: list[str]) -> Finding:
+    """Every episode id once in `episodes` (two runs of one corpus must not both land)."""
+    seen: dict[str, int] = {}
+    for e in episode_ids:
+        seen[e] = seen.get(e, 0) + 1
+    return Finding("episodes: ids unique").record(len(seen), [f"{_eid(e)} stored {n} times" for e, n in seen.items() if n > 1])
+
+
+def expected_tables(row: dict) -> tuple[str, ...]:
+    """Tables that must hold rows of an episode, from what its `episodes` row says was extracted."""
+    if row["status"] == "failed":
+        return ()
+    need = ["frames"] if row["n_frames"] else []
+    need += ["tracks"] if row["n_tracks"] else []
+    if row["status"] == "ok":
+        need += ["samples"] if row["n_samples"] else []
+        captions = json.loads(row["config"] or "{}").get("captions", {}).get("backend", "off")
+        need += ["captions"] if captions != "off" and row["n_frames"] else []
+    return tuple(need)
+
+
+def check_complete_episodes(rows: list[dict], present: dict[str, set[str]]) -> Finding:
+    """Each episode has its rows in every table it needs (a run that died between commits leaves holes)."""
+    bad = []
+    for row in rows:
+        missing = [t for t in expected_tables(row) if row["episode_id"] not in present.get(t, set())]
+        if missing:
+            bad.append(f"{_eid(row['episode_id'])} ({row['status']}) has no rows in {', '.join(missing)}")
+    return Finding("episodes: rows in every table").record(len(rows), bad)
+
+
+def check_pending_runs(tags: list[str]) -> Finding:
+    """No run left half-committed (its manifest is still in _runs/; the next ingest or `mu0 check --repair` completes it)."""
+    return Finding("runs: none half-committed").record(max(1, len(tags)), [f"run {t} died between table commits" for t in tags])
+
+
 def check_episode_cameras(episodes: pa.Table) -> Finding:
     """ok episodes: finite K, one finite w2c and one frame_index entry per stored frame."""
     f = Finding("episodes: cameras and frame counts")
@@ -254,13 +292,16 @@ def _merge(findings: dict[str, Finding], new: Finding) -> None:
 def check_dataset(root: str, pairs: int = 256, seed: int = 0) -> list[Finding]:
     """Run every check over the dataset at `root`; `pairs` keypoints are reprojected."""
     eps_ds = open_table(root, "episodes")
-    if eps_ds is None:
+    if eps_ds is None and not RunManifest.pending(root) and all(open_table(root, n) is None for n in S.TABLES):
         return [Finding("episodes: table exists").record(1, [f"{root} has no episodes table"])]
-    episodes = eps_ds.to_table()
+    episodes = eps_ds.to_table() if eps_ds is not None else S.EPISODES.empty_table()  # rows elsewhere are orphans
     status = dict(zip(episodes["episode_id"].to_pylist(), episodes["status"].to_pylist()))
     n_frames = dict(zip(episodes["episode_id"].to_pylist(), episodes["n_frames"].to_pylist()))
     sizes = {e: (w, h) for e, w, h in zip(*(episodes[c].to_pylist() for c in ("episode_id", "width", "height")))}
     findings: dict[str, Finding] = {}
+    _merge(findings, check_pending_runs([m.tag for m in RunManifest.pending(root)]))
+    _merge(findings, check_unique_episodes(episodes["episode_id"].to_pylist()))
+    present: dict[str, set[str]] = {}
     for name in S.TABLES:
         ds = eps_ds if name == "episodes" else open_table(root, name)
         if ds is not None:
@@ -279,6 +320,7 @@ def check_dataset(root: str, pairs: int = 256, seed: int = 0) -> list[Finding]:
         for e, t in zip(batch["episode_id"].to_pylist(), batch["frame"].to_pylist()):
             sample_frames.setdefault(e, []).append(t)
             sample_ids.add(e)
+    present["samples"] = sample_ids
     if sample_ids:
         _merge(findings, check_references("samples", sorted(sample_ids), status, ("ok",)))
     keep = rng.choice(len(candidates), min(pairs, len(candidates)), replace=False) if candidates else []
@@ -294,6 +336,7 @@ def check_dataset(root: str, pairs: int = 256, seed: int = 0) -> list[Finding]:
         for i, key in enumerate(zip(eids, tids)):
             if key in wanted:
                 tracks_xyz[key] = np.asarray(batch["xyz"][i].as_py(), np.float64).reshape(-1, 3)
+    present["tracks"] = track_ids
     if track_ids:
         _merge(findings, check_references("tracks", sorted(track_ids), status, ("ok", "rejected")))
     if picked:
@@ -303,6 +346,7 @@ def check_dataset(root: str, pairs: int = 256, seed: int = 0) -> list[Finding]:
     for batch in _batches(root, "frames", ["episode_id"]):
         for e in batch["episode_id"].to_pylist():
             frame_rows[e] = frame_rows.get(e, 0) + 1
+    present["frames"] = set(frame_rows)
     if frame_rows:
         _merge(findings, check_references("frames", sorted(frame_rows), status, ("ok", "rejected")))
         _merge(findings, check_frame_counts("frames", frame_rows, n_frames))
@@ -313,7 +357,10 @@ def check_dataset(root: str, pairs: int = 256, seed: int = 0) -> list[Finding]:
         spans: dict[str, list[tuple[int, int]]] = {}
         for e, a, b in zip(*(c[k].to_pylist() for k in ("episode_id", "start_frame", "end_frame"))):
             spans.setdefault(e, []).append((a, b))
+        present["captions"] = set(spans)
         _merge(findings, check_references("captions", sorted(spans), status, ("ok",)))
         ok_frames = {e: np.asarray(v) for e, v in sample_frames.items() if status.get(e) == "ok"}
         _merge(findings, check_caption_coverage(ok_frames, spans))
+    rows = episodes.select(["episode_id", "status", "n_frames", "n_tracks", "n_samples", "config"]).to_pylist()
+    _merge(findings, check_complete_episodes(rows, present))
     return list(findings.values())

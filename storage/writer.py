@@ -1,9 +1,10 @@
 """Distributed writes with one commit: workers write fragments, the driver commits them once.
 
 Workers call `write_uncommitted` (data files only, invisible to readers) and send the fragment
-metadata back as JSON strings (small, picklable, language-neutral); the driver calls `commit` once
-per table per run. A crash before the commit leaves only orphan data files (removed by Lance's
-`cleanup_old_versions`), never half an ingest.
+metadata back as JSON strings (small, picklable, language-neutral); the driver calls `commit_run`
+once per run: one version per table, `episodes` last, idempotent by episode id, under the dataset
+lock and with a manifest that the next run completes if this one dies half-way (storage/runs.py).
+A crash before the commit leaves only orphan data files, never half an ingest.
 
 Measured with pylance 14.0.2 (local disk, 2 cores): a BTREE on a 64-char `episode_id` takes 7 ms
 for 1e4 rows, 16 ms for 1e5 and 0.16 s for 1e6; folding 1k appended rows into it with
@@ -22,7 +23,9 @@ import pyarrow as pa
 from lance.fragment import FragmentMetadata
 
 from storage.dataset import open_table, table_uri
-from storage.schema import TABLES
+from storage.faults import fault_point
+from storage.runs import RunManifest, dataset_lock
+from storage.schema import FUTURE_LEN, HISTORY_LEN, TABLES, table_schemas
 
 COMMIT_ATTEMPTS = 5
 INDEXED_COLUMN = "episode_id"
@@ -86,20 +89,76 @@ def commit(root: str, name: str, fragments_json: list[str], schema: pa.Schema, t
     return new.version
 
 
+# Tables are committed in this order: `episodes` last, so an episode counts as ingested (resume reads
+# `episodes`) only once every other table holds its rows.
+COMMIT_ORDER = tuple(n for n in TABLES if n != "episodes") + ("episodes",)
+
+
+def _ids_present(root: str, name: str, ids: list[str]) -> set[str]:
+    """Which of `ids` the table's latest version already holds (BTREE-indexed lookup)."""
+    ds = open_table(root, name)
+    if ds is None or not ids:
+        return set()
+    found: set[str] = set()
+    for i in range(0, len(ids), 500):
+        chunk = ", ".join("'" + e.replace("'", "''") + "'" for e in ids[i : i + 500])
+        col = ds.to_table(columns=[INDEXED_COLUMN], filter=f"{INDEXED_COLUMN} IN ({chunk})").column(INDEXED_COLUMN)
+        found.update(col.to_pylist())
+    return found
+
+
+def _commit_manifest(root: str, manifest: RunManifest) -> dict[str, int]:
+    """Commit what `manifest` holds that the tables do not hold yet; call with the dataset lock held."""
+    schemas = table_schemas(manifest.future_len, manifest.history_len)
+    versions = {}
+    for name in COMMIT_ORDER:
+        per_episode = {e: f[name] for e, f in manifest.fragments.items() if f.get(name)}
+        have = _ids_present(root, name, sorted(per_episode))
+        frags = [f for e, fs in per_episode.items() if e not in have for f in fs]
+        version = commit(root, name, frags, schemas[name], tag=manifest.tag)
+        if version is not None:
+            versions[name] = version
+        fault_point(f"committed:{name}")
+    return versions
+
+
 def commit_run(
     root: str, fragments: Mapping[str, Mapping[str, list[str]]], schemas: Mapping[str, pa.Schema], tag: str
 ) -> dict[str, int]:
-    """Commit one run's fragments (episode id -> table -> fragment JSON), one version per table, tagged.
+    """Commit one run's fragments (episode id -> table -> fragment JSON), atomically per episode.
 
-    Returns the new version of every table that received rows.
+    Under the dataset lock: the run's manifest is written first, then each table gets one version
+    (tagged `tag`) holding the episodes it does not hold yet, `episodes` last, then the manifest goes.
+    A crash anywhere leaves the manifest, and the next run (or `mu0 check --repair`) completes it;
+    concurrent runs of one corpus add each episode once. Returns the new version per table.
     """
-    versions = {}
-    for name in TABLES:
-        frags = [f for per_table in fragments.values() for f in per_table.get(name, [])]
-        version = commit(root, name, frags, schemas[name], tag=tag)
-        if version is not None:
-            versions[name] = version
+    meta = schemas["samples"].metadata or {}
+    manifest = RunManifest(
+        tag=tag, fragments={e: dict(f) for e, f in fragments.items()},
+        future_len=int(meta.get(b"future_len", FUTURE_LEN)), history_len=int(meta.get(b"history_len", HISTORY_LEN)),
+    )
+    with dataset_lock(root):
+        repair_locked(root)
+        manifest.save(root)
+        versions = _commit_manifest(root, manifest)
+        manifest.remove(root)
     return versions
+
+
+def repair_locked(root: str) -> list[str]:
+    """Complete every run a crash left half-committed (its manifest still there); returns their tags."""
+    done = []
+    for manifest in RunManifest.pending(root):
+        _commit_manifest(root, manifest)
+        manifest.remove(root)
+        done.append(manifest.tag)
+    return done
+
+
+def repair(root: str) -> list[str]:
+    """`repair_locked` under the dataset lock: waits for a run that is committing right now."""
+    with dataset_lock(root):
+        return repair_locked(root)
 
 
 # Indexes per table (DESIGN.md): (column, kind). Every table gets a BTREE on `episode_id`; captions

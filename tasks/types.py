@@ -70,7 +70,8 @@ class Episode:
     meta: dict[str, Any] = field(default_factory=dict)
     # keypoints
     gray: np.ndarray | None = None  # (T, H, W) uint8, made by keypoints for the tracker (dropped after it)
-    keypoint_candidates: tuple = ()  # tasks.extract.keypoints.Candidates per re-seed frame
+    seed_uv: np.ndarray | None = None  # (S, 2) float32 first-frame query proposals (stage 2), consumed by track
+    seed_flat: np.ndarray | None = None  # (S,) bool: on flat texture (followed as static points only)
     query_frame: np.ndarray | None = None  # (N,) int32
     query_uv: np.ndarray | None = None  # (N, 2) float32 pixels
     cluster_id: np.ndarray | None = None  # (N,) int32

@@ -7,7 +7,6 @@ skipped because they cannot be tracked or lifted reliably.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import NamedTuple
 
 import cv2
@@ -24,64 +23,44 @@ def texture_map(gray: np.ndarray, window_px: int) -> np.ndarray:
     return cv2.cornerMinEigenVal(gray, blockSize=max(3, window_px | 1), ksize=3)
 
 
-CORNER_POOL = 4  # corners kept per frame, in multiples of `max_features`: the tracker takes the best uncovered ones
+def propose(
+    gray: np.ndarray,
+    cfg: KeypointConfig,
+    window_px: int,
+    allowed: np.ndarray | None = None,
+    limit: int | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Query pixels (n, 2) float32 in one frame and whether each sits on flat texture (n,) bool.
 
-
-@dataclass(frozen=True)
-class Candidates:
-    """Query candidates of one frame, before coverage masking (stage 3 decides which are needed).
-
-    `grid_uv` (n,2) are uniform grid points with known depth and `grid_flat` (n,) whether each sits on
-    flat texture; `corners_uv` (m,2) are Shi-Tomasi corners with known depth, best first.
+    `allowed` (H,W) masks where points may go. Flat grid points are kept for coverage: the
+    tracker follows them only as static world points (their image motion is unobservable).
     """
-
-    frame: int
-    grid_uv: np.ndarray
-    grid_flat: np.ndarray
-    corners_uv: np.ndarray
-
-
-def propose(gray: np.ndarray, depth_ok: np.ndarray, frame: int, cfg: KeypointConfig, window_px: int) -> Candidates:
-    """Grid points and corners of one frame (H,W) where depth is known (`depth_ok`)."""
     H, W = gray.shape
-    grid_uv, grid_flat = np.zeros((0, 2), np.float32), np.zeros(0, bool)
+    allowed = np.ones((H, W), bool) if allowed is None else allowed
+    eig = texture_map(gray, window_px)
+    min_eig = cfg.min_corner_eig
+    pts, flat = [], []
     if "grid" in cfg.backend:
-        eig = texture_map(gray, window_px)
         s = cfg.grid_step_px
         vv, uu = np.mgrid[s // 2 : H - s // 2 : s, s // 2 : W - s // 2 : s]
         uu, vv = uu.ravel(), vv.ravel()
-        keep = depth_ok[vv, uu]
+        keep = allowed[vv, uu]
         uu, vv = uu[keep], vv[keep]
-        grid_uv, grid_flat = np.stack([uu, vv], -1).astype(np.float32), eig[vv, uu] < cfg.min_corner_eig
-    corners = np.zeros((0, 2), np.float32)
+        pts.append(np.stack([uu, vv], -1).astype(np.float32))
+        flat.append(eig[vv, uu] < min_eig)
     if "features" in cfg.backend and cfg.max_features > 0:
-        mask = (depth_ok * 255).astype(np.uint8)
+        mask = (allowed * 255).astype(np.uint8)
         c = cv2.goodFeaturesToTrack(
-            gray, cfg.max_features * CORNER_POOL, cfg.feature_quality, cfg.feature_min_distance_px, mask=mask, blockSize=5
+            gray, cfg.max_features, cfg.feature_quality, cfg.feature_min_distance_px, mask=mask, blockSize=5
         )
         if c is not None:
             c = cv2.cornerSubPix(gray, c, (3, 3), (-1, -1), (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, 20, 0.03))
-            corners = c.reshape(-1, 2).astype(np.float32)
-    return Candidates(frame, grid_uv, grid_flat, corners)
-
-
-def select(c: Candidates, allowed: np.ndarray, cfg: KeypointConfig, limit: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Query pixels (n,2) float32 among `c` inside `allowed` (H,W), and whether each is on flat texture (n,).
-
-    Textured points come before flat ones, so de-duplication keeps them; flat grid points are kept for
-    coverage (the tracker follows them only as static world points, their image motion being unobservable).
-    """
-    def inside(uv: np.ndarray) -> np.ndarray:
-        return allowed[uv[:, 1].round().astype(int).clip(0, allowed.shape[0] - 1),
-                       uv[:, 0].round().astype(int).clip(0, allowed.shape[1] - 1)] if len(uv) else np.zeros(0, bool)
-
-    corners = c.corners_uv[inside(c.corners_uv)][: cfg.max_features]
-    grid = inside(c.grid_uv)
-    uv = np.concatenate([c.grid_uv[grid], corners]).astype(np.float32)
-    is_flat = np.concatenate([c.grid_flat[grid], np.zeros(len(corners), bool)])
-    if len(uv) == 0:
+            pts.append(c.reshape(-1, 2).astype(np.float32))
+            flat.append(np.zeros(len(pts[-1]), bool))
+    if not pts:
         return np.zeros((0, 2), np.float32), np.zeros(0, bool)
-    order = np.argsort(is_flat, kind="stable")
+    uv, is_flat = np.concatenate(pts), np.concatenate(flat)
+    order = np.argsort(is_flat, kind="stable")  # corners first, so de-duplication keeps them
     uv, is_flat = uv[order], is_flat[order]
     keep = _dedupe(uv, cfg.feature_min_distance_px / 2)
     uv, is_flat = uv[keep], is_flat[keep]
@@ -98,14 +77,14 @@ class KeypointSettings(NamedTuple):
 
 
 def propose_keypoints(ep: Episode, s: KeypointSettings) -> Episode:
-    """Candidates on every re-seed frame (every `reseed_every` frames), plus the grey frames and clean depth."""
+    """The first frame's query points (the tracker re-seeds later frames with `propose` where coverage is missing).
+
+    Also makes the grey frames and the edge-cleaned depth once, for the tracker to share.
+    """
     gray = np.stack([cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) for f in ep.frames])
     depth = clean_depth(ep, s.lift)
-    cands = tuple(
-        propose(gray[q], np.isfinite(depth[q]), q, s.keypoints, s.window_px)
-        for q in range(0, ep.n_frames, s.keypoints.reseed_every)
-    )
-    return ep.replace(gray=gray, clean_depth=depth, keypoint_candidates=cands)
+    uv, flat = propose(gray[0], s.keypoints, s.window_px, np.isfinite(depth[0]), limit=s.keypoints.max_points)
+    return ep.replace(gray=gray, clean_depth=depth, seed_uv=uv, seed_flat=flat)
 
 
 class Keypoints(Stage[KeypointSettings]):

@@ -21,7 +21,7 @@ from typing import NamedTuple
 
 from tasks.config import IngestConfig, KeypointConfig, TrackConfig
 from tasks.geometry import inside_image, project
-from tasks.extract.keypoints import select, uncovered_mask
+from tasks.extract.keypoints import propose, uncovered_mask
 from tasks.extract.lift import lift_points
 from tasks.extract.rigid import carry
 from tasks.stage import Stage
@@ -193,24 +193,27 @@ def _relocate(gray, depth, K, w2c, s, c, guess_uv, guess_X, p, last_frame, cfg: 
 
 class TrackSettings(NamedTuple):
     track: TrackConfig
-    keypoints: KeypointConfig  # which candidates to take at a re-seed frame, and the track budget
+    keypoints: KeypointConfig  # how to propose at re-seed frames, and the track budget
     coverage_grid: int  # new queries go only to cells of this grid that no visible track covers
 
 
 def track(ep: Episode, s: TrackSettings) -> Episode:
-    """Track the keypoint candidates, re-seeding where coverage is missing; fills query_*, tracks_uv, visible."""
+    """Track the first frame's keypoints, re-seeding every `reseed_every` frames in cells no visible track covers.
+
+    Fills query_frame, query_uv, tracks_uv, visible (METHOD stage 3: new queries only where coverage is missing).
+    """
     W, H = ep.image_size
     kcfg, tcfg = s.keypoints, s.track
     gray, depth = ep.gray, ep.clean_depth
     all_uv, all_vis, q_frame, q_uv, all_flat = [], [], [], [], []
     budget = kcfg.max_points
-    for cands in ep.keypoint_candidates:
-        q = cands.frame
-        allowed = np.ones((H, W), bool)
-        if all_uv:
-            at_q = np.concatenate([u[v[:, q], q] for u, v in zip(all_uv, all_vis)])
-            allowed = uncovered_mask(at_q, W, H, s.coverage_grid)
-        uv_q, flat = select(cands, allowed, kcfg, limit=budget)
+    for q in range(0, ep.n_frames, kcfg.reseed_every):
+        if q == 0:
+            uv_q, flat = ep.seed_uv, ep.seed_flat
+        else:
+            at_q = np.concatenate([u[v[:, q], q] for u, v in zip(all_uv, all_vis)]) if all_uv else np.zeros((0, 2))
+            allowed = np.isfinite(depth[q]) & uncovered_mask(at_q, W, H, s.coverage_grid)
+            uv_q, flat = propose(gray[q], kcfg, tcfg.window_px, allowed, limit=budget)
         if len(uv_q) == 0:
             continue
         uv, vis = track_queries(gray, depth, ep.K, ep.w2c, q, uv_q, tcfg, flat)
@@ -231,6 +234,8 @@ def track(ep: Episode, s: TrackSettings) -> Episode:
     keep = ~flat | ~_near_motion(uv, vis, flat, qf, depth, ep.K, ep.w2c, tcfg)
     return ep.replace(
         gray=None,  # only the tracker needs it
+        seed_uv=None,
+        seed_flat=None,
         query_frame=qf[keep],
         query_uv=quv[keep],
         tracks_uv=uv[keep],

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 import pyarrow as pa
 
+from storage.faults import fault_point
 from storage.schema import table_schemas
 from storage.writer import write_uncommitted
 from tasks.captions.caption import Captioning
@@ -79,6 +80,7 @@ def run_stages(
         except _EXPECTED as exc:
             return ep.replace(status="failed", errors={stage.name: str(exc)})
     for stage, s in zip(stages, settings):
+        fault_point(f"stage:{stage.name}")
         t0 = time.perf_counter()
         try:
             ep = stage.run(ep, s)

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from typing import Protocol
 
 from storage.dataset import existing_episode_ids
-from storage.writer import commit_run, ensure_indexes
+from storage.writer import commit_run, ensure_indexes, repair
 from tasks.config import IngestConfig
 from tasks.run.discover import discover
 from tasks.run.episode import EpisodeResult, schemas
@@ -42,6 +42,7 @@ def find_new(source: str, dataset: str, config: IngestConfig) -> tuple[list[Epis
     """
     check_source(source)
     found = discover(source, config)
+    repair(dataset)  # a run that died half-committed is completed first, so resume trusts `episodes`
     have = existing_episode_ids(dataset)
     return [s for s in found if s.episode_id not in have], len(found)
 

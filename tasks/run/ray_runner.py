@@ -102,8 +102,11 @@ class RayRunner:
     called many times on the same runner.
     """
 
-    def __init__(self, address: str | None = None, num_cpus: int | None = None, max_in_flight: int | None = None):
+    def __init__(
+        self, address: str | None = None, num_cpus: int | None = None, max_in_flight: int | None = None, retries: int = 2
+    ):
         self.address, self.num_cpus, self.max_in_flight = address, num_cpus, max_in_flight
+        self.retries = retries  # a worker that dies (OOM, segfault) is retried this often, then the episode is failed
         self._warm: str | None = None
 
     def start(self, cfg: IngestConfig) -> None:
@@ -135,7 +138,10 @@ class RayRunner:
         """Process every source on Ray; results arrive (and `on_result` fires) as episodes finish."""
         self.start(cfg)
         need = episode_resources(cfg)
-        remote = ray.remote(num_cpus=need.cpus, num_gpus=need.gpus, max_retries=1)(_process_on_worker)
+        remote = ray.remote(num_cpus=need.cpus, num_gpus=need.gpus, max_retries=self.retries)(_process_on_worker)
+        faults = {k: v for k, v in os.environ.items() if k.startswith("MU0_FAULT")}  # reliability tests only
+        if faults:
+            remote = remote.options(runtime_env={"env_vars": faults})
         limit = self.max_in_flight or max(2, self._slots(need) * 2)
         cfg_ref = ray.put(cfg)
         pending: dict[ray.ObjectRef, EpisodeSource] = {}
@@ -151,7 +157,8 @@ class RayRunner:
                 try:
                     res = ray.get(ref)
                 except Exception as exc:  # noqa: BLE001 - a dead worker is this episode's failure only
-                    res = failed_result(src, cfg, root, "worker", f"{src.uri}: Ray task failed: {type(exc).__name__}: {exc}")
+                    why = f"{src.uri}: Ray task failed {self.retries + 1} times; last: {type(exc).__name__}: {exc}"
+                    res = failed_result(src, cfg, root, "worker", why[:2000])
                 results.append(res)
                 if on_result:
                     on_result(res)

@@ -68,10 +68,10 @@ def flow_fps(corpus: Path, workers: int, cfg: IngestConfig) -> tuple[float, floa
     from prefect.client.orchestration import get_client
 
     from flows.ingest import ingest
-    from tasks.run.ray_runner import ensure_ray
+    from tasks.run.ray_runner import RayRunner
 
     ray.shutdown()
-    ensure_ray(num_cpus=workers, cfg=cfg)  # starting the workers and loading their models: not timed
+    RayRunner(num_cpus=workers).start(cfg)  # starting the workers and loading their models: not timed
     root = Path(tempfile.mkdtemp(prefix="mu0-bench-"))
     t0 = time.time()
     state = ingest(str(corpus), str(root / "traces"), cfg, return_state=True)

@@ -82,7 +82,7 @@ def main() -> None:
         md.append("| " + " | ".join(row) + " |")
     Console().print(t)
 
-    ep = decode(sources[0], cfg)
+    ep = decode(sources[0], cfg.decode)
     gt = true_w2c(ep)
     s = Table(title=f"pose time vs length ({Path(sources[0].uri).name} ping-ponged)")
     for h in ("frames", "seconds", "fps", "ATE cm", "rot mean deg"):

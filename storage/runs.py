@@ -1,0 +1,90 @@
+"""A run's commit bookkeeping: the dataset lock and the manifest of a run being committed.
+
+Commits of one dataset are serialised by an advisory lock (`flock` on `<root>/_runs/.lock`): the
+kernel drops it when its holder dies, however it dies, so a killed run never blocks the next. The
+manifest (`<root>/_runs/<tag>.json`) lists every fragment the run is about to commit; it is written
+before the first table commit and removed after the last, so a manifest still on disk means a run
+died half-committed, and whoever takes the lock next completes it (docs/architecture.md#commit-protocol).
+Local directories only: for object-store roots both are skipped (Lance's own commit conflicts remain).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+RUNS_DIR = "_runs"
+
+
+def _local(root: str) -> Path | None:
+    return None if "://" in str(root) else Path(root)
+
+
+@contextlib.contextmanager
+def dataset_lock(root: str, timeout_s: float = 3600.0) -> Iterator[None]:
+    """Hold the dataset's commit lock (waits for a run that is committing; gives up after `timeout_s`)."""
+    base = _local(root)
+    if base is None:
+        yield
+        return
+    (base / RUNS_DIR).mkdir(parents=True, exist_ok=True)
+    with open(base / RUNS_DIR / ".lock", "a") as fh:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"{root}: another run held the commit lock for {timeout_s:.0f} s") from None
+                time.sleep(0.1)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+@dataclass
+class RunManifest:
+    """What one run commits: episode id -> table -> fragment metadata (JSON strings), and its tag."""
+
+    tag: str
+    fragments: dict[str, dict[str, list[str]]] = field(default_factory=dict)
+    future_len: int = 0  # the samples table's trace lengths (its schema depends on them)
+    history_len: int = 0
+
+    def path(self, root: str) -> Path | None:
+        base = _local(root)
+        return None if base is None else base / RUNS_DIR / f"{self.tag}.json"
+
+    def save(self, root: str) -> None:
+        """Write atomically (temp file + rename): a half-written manifest would be worse than none."""
+        path = self.path(root)
+        if path is None:
+            return
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.__dict__))
+        with open(tmp) as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+
+    def remove(self, root: str) -> None:
+        path = self.path(root)
+        if path is not None:
+            path.unlink(missing_ok=True)
+
+    @classmethod
+    def pending(cls, root: str) -> list["RunManifest"]:
+        """Manifests left by runs that died half-committed, oldest first."""
+        base = _local(root)
+        if base is None or not (base / RUNS_DIR).is_dir():
+            return []
+        files = sorted((base / RUNS_DIR).glob("*.json"), key=lambda p: p.stat().st_mtime)
+        return [cls(**json.loads(p.read_text())) for p in files]
