@@ -1,4 +1,4 @@
-"""Cubic B-spline trace parameterisation (METHOD.md §2 "B-spline parameterisation", §7).
+"""Cubic B-spline trace parameterisation (docs/method.md#model-b-spline, docs/method.md#loader-conventions).
 
 A keypoint's future trace over H steps is compressed to D control points P (D, C) so that the
 rendered curve is ``basis(H x D) @ P``. Ground-truth control points come from a weighted,

@@ -1,4 +1,5 @@
-"""Frozen DINOv2 patch features, bilinearly sampled at keypoints (METHOD.md §2, per-keypoint feature).
+"""Frozen DINOv2 patch features, bilinearly sampled at keypoints (the per-keypoint feature,
+docs/method.md#model-query-representation).
 
 Loaded by hub id or local dir via `AutoModel.from_pretrained`; the image is the model's [-1, 1] input,
 re-normalised to ImageNet statistics and resized to `image_size` (518 in the recipe).

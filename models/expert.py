@@ -1,4 +1,4 @@
-"""The trace expert (METHOD.md §2 "Trace expert"): SmolLM-style decoder layers, one per backbone layer.
+"""The trace expert (docs/method.md#model-trace-expert): SmolLM-style decoder layers, one per backbone layer.
 
 Even layers: joint self-attention over [prefix; suffix] -- the suffix's queries/keys/values come from the
 expert, the prefix's keys/values are that backbone layer's own (the prefix never sees the suffix, so the

@@ -1,4 +1,4 @@
-"""Flow matching on B-spline control points and the auxiliary losses (METHOD.md §2 "Objective").
+"""Flow matching on B-spline control points and the auxiliary losses (docs/method.md#model-objective).
 
 Convention (π0/SmolVLA): x_t = t eps + (1 - t) P, velocity v = eps - P, so t=1 is noise and t=0 data;
 sampling integrates dx/dt = v from t=1 down to 0 with Euler steps.

@@ -1,4 +1,4 @@
-"""Per-keypoint suffix tokens (METHOD.md §2 "Query representation", flat tokenization).
+"""Per-keypoint suffix tokens (docs/method.md#model-query-representation, flat tokenization).
 
 Each keypoint gets h/g history tokens and D/g_cp control-point tokens, each the sum of
 Linear(values) + group-time embedding + segment embedding (history/future) + a 2D Fourier PE of the

@@ -1,7 +1,7 @@
 """A minimal LoRA for nn.Linear (no peft dependency): W x + (alpha / r) B A x, switched on per call site.
 
 The depth image goes through the same (frozen) vision tower as the RGB image, but with low-rank
-adapters active (METHOD.md §2 "Depth input"); `lora_active(model)` turns them on for one forward.
+adapters active (docs/method.md#model-depth-input); `lora_active(model)` turns them on for one forward.
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""Attention masks of μ0 (METHOD.md §2 "Masking"), as booleans: True = the row token may attend to the column.
+"""Attention masks of μ0 (docs/method.md#model-masking), as booleans: True = the row token may attend to the
+column.
 
 Sequence = [prefix (P); suffix (S)]. The suffix is keypoint-major: keypoint n owns tokens
 n*G .. n*G+G-1, first its history groups (oldest first), then its control-point (future) groups.

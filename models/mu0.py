@@ -1,4 +1,5 @@
-"""μ0: a VLM prefix + a flow-matching trace expert over per-keypoint B-spline control points (METHOD.md §2).
+"""μ0: a VLM prefix + a flow-matching trace expert over per-keypoint B-spline control points
+(docs/method.md#mu0-model).
 
 `loss(batch)` is one training objective evaluation; `sample(batch)` integrates the flow from noise with
 the prefix (backbone K/V, DINO features, masks) computed once and reused by every Euler step.

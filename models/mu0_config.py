@@ -1,4 +1,4 @@
-"""μ0 model config and named presets (METHOD.md §2, the released "golden" recipe).
+"""μ0 model config and named presets (docs/method.md#mu0-model, the released "golden" recipe).
 
 The config is a frozen pydantic model so it doubles as a Prefect UI form and is stored as JSON beside
 every checkpoint; the model is rebuilt from it, never unpickled.

@@ -1,4 +1,4 @@
-"""Arrow schemas of the Lance trace dataset (the DESIGN.md contract).
+"""Arrow schemas of the Lance trace dataset (the contract in docs/architecture.md#lance-tables).
 
 Units and conventions: world frame in meters; cameras OpenCV; `K` row-major 3x3 in pixels of the
 stored resolution; `w2c` row-major 4x4 per stored frame; pixels have their origin at the centre of

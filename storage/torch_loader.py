@@ -100,7 +100,8 @@ class TraceIndex:
         )
 
     def usable(self, root: str, min_valid: int, horizon: int) -> "TraceIndex":
-        """Rows with at least one keypoint holding >= min_valid valid steps among 1..horizon (METHOD §7)."""
+        """Rows with at least one keypoint holding >= min_valid valid steps among 1..horizon
+        (docs/method.md#loader-conventions)."""
         samples = open_table(root, "samples")
         ok = np.zeros(samples.count_rows(), bool)
         start = 0

@@ -161,8 +161,9 @@ def repair(root: str) -> list[str]:
         return repair_locked(root)
 
 
-# Indexes per table (DESIGN.md): (column, kind). Every table gets a BTREE on `episode_id`; captions
-# add full-text (INVERTED) on the caption text, LABEL_LIST on `skill_labels` and a vector index.
+# Indexes per table (docs/architecture.md#indexes): (column, kind). Every table gets a BTREE on
+# `episode_id`; captions add full-text (INVERTED) on the caption text, LABEL_LIST on `skill_labels`
+# and a vector index.
 SCALAR_INDEXES: dict[str, tuple[tuple[str, str], ...]] = {
     name: ((INDEXED_COLUMN, "BTREE"),) for name in TABLES
 }
@@ -208,7 +209,7 @@ def _create_vector_index(ds: lance.LanceDataset) -> None:
 
 
 def ensure_indexes(root: str) -> dict[str, str]:
-    """Every index of DESIGN.md present and covering all rows; returns what was done per table.
+    """Every index of docs/architecture.md#indexes present and covering all rows; returns what was done per table.
 
     Missing indexes are built ("created"); indexes with rows appended since are brought up to date
     with `optimize_indices` ("updated": incremental, new rows go to the existing partitions /

@@ -1,6 +1,6 @@
 """Extraction configs: frozen pydantic models (they render as Prefect UI forms) and named presets.
 
-Numbers come from METHOD.md (TraceExtract stages 0-6) unless a comment says otherwise.
+Numbers come from docs/method.md#traceextract (TraceExtract stages 0-6) unless a comment says otherwise.
 """
 
 from __future__ import annotations
@@ -54,7 +54,8 @@ class DepthConfig(_Frozen):
 
 
 class PoseConfig(_Frozen):
-    """Stage 1 camera poses (METHOD.md): keyframe global pass, dense chunks anchored to it, never chained."""
+    """Stage 1 camera poses (docs/method.md#stage-1-depth-and-camera-poses): keyframe global pass, dense chunks
+    anchored to it, never chained."""
 
     backend: Literal["given", "open3d"] = Field("given", description="where camera poses come from")
     keyframe_every: int = Field(5, ge=1, description="open3d: a keyframe (global-pass anchor) every this many frames")
@@ -90,7 +91,8 @@ class PoseConfig(_Frozen):
 
 
 class CaptionConfig(_Frozen):
-    """Stage 7 (METHOD.md): motion segmentation, per-chunk captions, merges, MiniLM embeddings."""
+    """Stage 7 (docs/method.md#stage-7-segmentation-and-captions): motion segmentation, per-chunk captions,
+    merges, MiniLM embeddings."""
 
     backend: Literal["template", "vlm", "off"] = Field(
         "template", description="template: built from the instruction and measured motion (offline); vlm: a model"
@@ -193,7 +195,8 @@ PRESETS: dict[str, IngestConfig] = {
     "droid": IngestConfig(preset="droid", corpus="droid", decode=DecodeConfig(target_fps=5.0)),
     "agibot": IngestConfig(
         preset="agibot", corpus="agibot", decode=DecodeConfig(target_fps=5.0),
-        captions=CaptionConfig(max_chunk_len=300, max_chunks=3),  # METHOD.md stage 7: AgiBot's longer chunks
+        # AgiBot's longer chunks (docs/method.md#stage-7-segmentation-and-captions)
+        captions=CaptionConfig(max_chunk_len=300, max_chunks=3),
     ),
     "egodex": IngestConfig(preset="egodex", corpus="egodex", decode=DecodeConfig(target_fps=10.0, max_width=640)),
 }

@@ -1,4 +1,4 @@
-"""Pinhole camera geometry in the DESIGN.md conventions.
+"""Pinhole camera geometry in the conventions of docs/architecture.md#conventions.
 
 World in meters; cameras OpenCV (x right, y down, z forward); `w2c` 4x4 maps world to camera;
 `K` 3x3 in pixels with the origin at the centre of the top-left pixel. Everything broadcasts

@@ -2,7 +2,8 @@
 
 An `Episode` is built by `decode`, then each stage returns a copy with more fields filled
 (`stage(ep, cfg) -> ep`). Arrays keep their shapes in the field names' docs; units are SI
-(meters, seconds) and pixels follow DESIGN.md: origin at the centre of the top-left pixel.
+(meters, seconds) and pixels follow docs/architecture.md#conventions: origin at the centre of the top-left
+pixel.
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ PIPELINE_VERSION = "0.1.0"
 
 @dataclass(frozen=True)
 class EpisodeSource:
-    """One discovered input: a video file or an episode directory (DESIGN.md input formats 1-2)."""
+    """One discovered input: a video file or an episode directory (input formats 1-2,
+    docs/architecture.md#input-formats)."""
 
     uri: str
     episode_id: str  # sha256 of the source bytes + extraction config
@@ -29,7 +31,7 @@ class EpisodeSource:
 
 @dataclass(frozen=True)
 class Samples:
-    """Per-frame training samples (METHOD.md stages 4-6), concatenated over frames.
+    """Per-frame training samples (docs/method.md#stages-4-to-6-samples), concatenated over frames.
 
     `offsets` (F+1,) index the keypoint axis: keypoints of frame `frames[i]` are rows
     offsets[i]:offsets[i+1]. `future` (M, L, 3) runs forward from t (index 0 = t) and `history`
@@ -85,7 +87,8 @@ class Episode:
     track_coverage: float = float("nan")
     # samples
     samples: Samples | None = None
-    # pose estimation: scale honesty (METHOD.md stage 1; NaN when poses and depth were given)
+    # pose estimation: scale honesty (docs/method.md#stage-1-depth-and-camera-poses; NaN when poses and
+    # depth were given)
     scale_spread: float = float("nan")  # spread of per-chunk scale factors (Sim(3) stitching)
     depth_scale_ratio: float = float("nan")  # median predicted/given depth where any depth was given
     metric_scale_ok: bool = True  # False: the scale is inconsistent and the xyz are not trustworthy meters

@@ -1,4 +1,4 @@
-"""Stage 7: motion segmentation and hierarchical captions (METHOD.md stage 7).
+"""Stage 7: motion segmentation and hierarchical captions (docs/method.md#stage-7-segmentation-and-captions).
 
 Chunks come from the acceleration of moving keypoints (tasks/captions/segment.py); each chunk gets a
 "motion" caption, adjacent pairs and triples a "subtask" caption, the episode a "task" caption
@@ -24,7 +24,9 @@ from tasks.captions.segment import segment_episode
 from tasks.stage import Resources, Stage
 from tasks.types import Episode
 
-MASK_RADIUS_PX = 12  # METHOD.md: disks of radius 12 around the dominant cluster's keypoints, dilated by 5
+# docs/method.md#stage-7-segmentation-and-captions: disks of radius 12 around the dominant cluster's
+# keypoints, dilated by 5
+MASK_RADIUS_PX = 12
 MASK_DILATE_PX = 5
 
 

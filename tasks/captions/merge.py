@@ -1,4 +1,5 @@
-"""Hierarchical captions: text-only merges of adjacent motion chunks (METHOD.md stage 7).
+"""Hierarchical captions: text-only merges of adjacent motion chunks
+(docs/method.md#stage-7-segmentation-and-captions).
 
 motion (one per chunk) -> subtask (every adjacent pair and triple) -> task (the whole episode).
 A merged caption spans the union of its children's frames and keeps their skills in order.
@@ -13,7 +14,7 @@ import re
 from tasks.captions.records import Caption
 from tasks.captions.template import EpisodeText, task_texts
 
-MAX_IMPERATIVE_WORDS = 30  # METHOD.md: instruction_2 <= 30 words
+MAX_IMPERATIVE_WORDS = 30  # instruction_2 <= 30 words (docs/method.md#stage-7-segmentation-and-captions)
 
 
 def _lower_first(s: str) -> str:

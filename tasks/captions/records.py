@@ -10,7 +10,8 @@ import pyarrow as pa
 from storage import schema as S
 
 LEVELS = ("motion", "subtask", "task")
-# METHOD.md stage 7 vocabulary plus the verbs our task names use (press, open, close).
+# The stage 7 vocabulary (docs/method.md#stage-7-segmentation-and-captions) plus the verbs our task
+# names use (press, open, close).
 SKILLS = (
     "reach", "grasp", "lift", "transport", "place", "release", "push", "pull", "rotate",
     "open", "close", "press", "reposition", "unknown",

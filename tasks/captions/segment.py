@@ -1,10 +1,10 @@
 """Stage 7a: cut an episode into motion chunks at the valleys of its keypoint acceleration.
 
-METHOD.md stage 7: the per-frame mean acceleration magnitude of moving keypoints in (u, v, 0.1 z),
-Savitzky-Golay smoothed (window 11, order 2); peaks of height >= min + 0.4 range and prominence
->= 0.4 range, at least `min_len` apart; cuts at the lowest point between adjacent peaks; chunks
-of `min_len`..`max_len` frames, at most `max_chunks`. Frames flagged as ego-motion are left out of
-the signal (they would otherwise dominate it).
+As in docs/method.md#stage-7-segmentation-and-captions: the per-frame mean acceleration magnitude of
+moving keypoints in (u, v, 0.1 z), Savitzky-Golay smoothed (window 11, order 2); peaks of height
+>= min + 0.4 range and prominence >= 0.4 range, at least `min_len` apart; cuts at the lowest point
+between adjacent peaks; chunks of `min_len`..`max_len` frames, at most `max_chunks`. Frames flagged
+as ego-motion are left out of the signal (they would otherwise dominate it).
 """
 
 from __future__ import annotations
@@ -110,9 +110,10 @@ def fixed_camera_uvz(xyz: np.ndarray, K: np.ndarray, w2c: np.ndarray) -> np.ndar
 def ego_motion_frames(
     tracks_uv: np.ndarray, visible: np.ndarray, min_keypoints: int, px_per_frame: float, margin: int = 5
 ) -> np.ndarray:
-    """(T,) bool: frames where at least `min_keypoints` tracks move (METHOD.md: that many moving keypoints
-    means the camera moved). A track moves at t when its mean image speed over t-margin..t+margin
-    exceeds `px_per_frame` (a window, so a shaking camera's turning points count too)."""
+    """(T,) bool: frames where at least `min_keypoints` tracks move (that many moving keypoints means the
+    camera moved, docs/method.md#stage-7-segmentation-and-captions). A track moves at t when its mean
+    image speed over t-margin..t+margin exceeds `px_per_frame` (a window, so a shaking camera's turning
+    points count too)."""
     T = tracks_uv.shape[1]
     step = np.zeros(visible.shape)
     seen = visible[:, 1:] & visible[:, :-1]

@@ -2,7 +2,8 @@
 (meta.json `instruction` / `task`) and the motion measured in each chunk (tasks/captions/motion.py).
 
 No model, no randomness: the same episode always gets the same text, and every number in it was
-measured. Three styles per METHOD.md: descriptive third person, imperative, casual request.
+measured. Three styles per docs/method.md#stage-7-segmentation-and-captions: descriptive third person,
+imperative, casual request.
 """
 
 from __future__ import annotations

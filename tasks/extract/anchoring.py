@@ -1,4 +1,5 @@
-"""Global alignment by anchoring (METHOD.md stage 1): keyframe pose graph, then chunks fitted to its anchors.
+"""Global alignment by anchoring (docs/method.md#stage-1-depth-and-camera-poses): keyframe pose graph, then
+chunks fitted to its anchors.
 
 Chaining frame-to-frame registrations drifts (9-16 cm ATE over a 40-degree orbit, measured); so
 keyframes are solved jointly in one frame (open3d pose-graph optimisation over registrations to

@@ -1,6 +1,6 @@
 """Group moving tracks into rigid entities (`cluster_id`), the classical stand-in for DINO clusters.
 
-μ0's rigidity regulariser (METHOD.md section 2) needs to know which keypoints belong to one body.
+μ0's rigidity regulariser (docs/method.md#model-objective) needs to know which keypoints belong to one body.
 Two world-space tracks of one rigid body keep their distance; so the distance between tracks is the
 median change of their separation over the frames both are visible, and average-linkage
 hierarchical clustering (scipy) cut at `rigid_tol_m` groups them. Static tracks are entity 0 (the

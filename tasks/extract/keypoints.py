@@ -1,8 +1,8 @@
 """Stage 2 (classical backend): query points from a uniform grid and good-features-to-track.
 
-The grid gives coverage (METHOD.md stage 5 rejects episodes whose tracks cover < 60% of the
-image); Shi-Tomasi corners give points LK can follow. Points on flat texture or unknown depth are
-skipped because they cannot be tracked or lifted reliably.
+The grid gives coverage (stage 5, docs/method.md#stage-5-motion-filter-and-coverage, rejects episodes
+whose tracks cover < 60% of the image); Shi-Tomasi corners give points LK can follow. Points on flat
+texture or unknown depth are skipped because they cannot be tracked or lifted reliably.
 """
 
 from __future__ import annotations

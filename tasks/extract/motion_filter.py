@@ -1,4 +1,4 @@
-"""Stage 5: motion filter and track-coverage quality check (METHOD.md section 1, stage 5).
+"""Stage 5: motion filter and track-coverage quality check (docs/method.md#stage-5-motion-filter-and-coverage).
 
 Training samples keep only keypoints that move in the world: static background points would teach
 the model that "nothing moves" is the answer for most of the image. Coverage catches episodes
@@ -81,7 +81,8 @@ def is_moving(
 def track_coverage(tracks_uv: np.ndarray, visible: np.ndarray, width: int, height: int, grid: int = 16) -> float:
     """Mean over frames of the fraction of grid x grid image cells holding at least one visible track point.
 
-    Cells tile the image extent [-0.5, W-0.5] x [-0.5, H-0.5] (pixel centres at integers, DESIGN.md).
+    Cells tile the image extent [-0.5, W-0.5] x [-0.5, H-0.5] (pixel centres at integers,
+    docs/architecture.md#conventions).
     Every frame counts, so frames where tracking is lost pull the mean down. 0.0 for no frames.
     """
     N, T = visible.shape

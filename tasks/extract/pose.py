@@ -1,6 +1,6 @@
 """Stage 1b: camera poses. `given` poses are read by decode; `open3d` estimates them from RGB-D.
 
-The estimate follows METHOD.md stage 1, with RGB-D registration in place of VGGT:
+The estimate follows docs/method.md#stage-1-depth-and-camera-poses, with RGB-D registration in place of VGGT:
 1. tracking sweep: every frame is registered directly to the keyframe before it (keyframes every
    `keyframe_every` frames; corners lifted with the keyframe's depth, LK + PnP, tasks/extract/odometry.py),
    the previous frame's result only guiding the search;

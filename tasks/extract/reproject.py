@@ -1,4 +1,4 @@
-"""Stage 4: world tracks seen through one frame's camera (METHOD.md section 1, stage 4).
+"""Stage 4: world tracks seen through one frame's camera (docs/method.md#stage-4-lifting-and-reprojection).
 
 Samples store each trace as (u px, v px, z m) through the camera of its anchor frame t. Static
 world points then project to fixed pixels, so camera ego-motion is removed from the target.

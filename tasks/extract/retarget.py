@@ -1,4 +1,4 @@
-"""Stage 6: synchronous arc-length speed retargeting (METHOD.md section 1, stage 6).
+"""Stage 6: synchronous arc-length speed retargeting (docs/method.md#stage-6-arc-length-retargeting).
 
 Demonstrations of the same motion differ in speed (operators, robots, frame rates). Resampling the
 time axis at equal steps of *motion* makes the target describe where points go, not how fast. All

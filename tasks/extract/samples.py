@@ -1,4 +1,5 @@
-"""Build per-frame training samples: reproject, select keypoints, retarget (METHOD.md stages 4-6).
+"""Build per-frame training samples: reproject, select keypoints, retarget (stages 4-6,
+docs/method.md#stages-4-to-6-samples).
 
 For every anchor frame t, each moving track that is visible and on-screen at t becomes a keypoint;
 its world trajectory is seen through camera t (ego-motion removed) and arc-length retargeted forward

@@ -200,7 +200,8 @@ class TrackSettings(NamedTuple):
 def track(ep: Episode, s: TrackSettings) -> Episode:
     """Track the first frame's keypoints, re-seeding every `reseed_every` frames in cells no visible track covers.
 
-    Fills query_frame, query_uv, tracks_uv, visible (METHOD stage 3: new queries only where coverage is missing).
+    Fills query_frame, query_uv, tracks_uv, visible (new queries only where coverage is missing, as in
+    docs/method.md#stage-3-tracking).
     """
     W, H = ep.image_size
     kcfg, tcfg = s.keypoints, s.track

@@ -1,4 +1,5 @@
-"""Exact pinhole cameras for MuJoCo renders, in the DESIGN.md conventions (OpenCV, pixel centres).
+"""Exact pinhole cameras for MuJoCo renders, in the conventions of docs/architecture.md#conventions (OpenCV,
+pixel centres).
 
 MuJoCo's `Renderer` draws a mono image as the mean of the two stereo eyes in `scene.camera[0/1]`
 (offset by +-ipd/2); reading one eye alone puts points ~7 px off, so the pose is the eyes' mean.

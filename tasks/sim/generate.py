@@ -1,4 +1,5 @@
-"""Render a Meta-World corpus as episode directories (DESIGN.md input format 2) with exact ground truth.
+"""Render a Meta-World corpus as episode directories (docs/architecture.md#input-format-2-episode-directory)
+with exact ground truth.
 
 Each episode is one seeded task instance run by Meta-World's scripted expert and rendered every env
 step with `mujoco.Renderer` (RGB, metric depth, segmentation) from a free camera, static or orbiting.

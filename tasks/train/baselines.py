@@ -1,4 +1,4 @@
-"""Trace-prediction baselines evaluated by the same code as the model (METHOD.md §3).
+"""Trace-prediction baselines evaluated by the same code as the model (docs/method.md#eval-baselines).
 
 Every predictor maps a collated batch (tasks/train/batches.py) to absolute predictions
 (S, B, N, H, 3) in normalised uv and meters, like the model's de-normalised samples:

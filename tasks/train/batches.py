@@ -1,4 +1,5 @@
-"""Raw Lance sample rows -> μ0 training/eval batches (METHOD.md §2 target space, §7 conventions).
+"""Raw Lance sample rows -> μ0 training/eval batches (target space: docs/method.md#model-target-space;
+conventions: docs/method.md#loader-conventions).
 
 `SampleToItem` turns one row from `storage/torch_loader.py` into numpy arrays; `collate` pads the
 keypoint axis and stacks into the batch contract (`image`, `keypoints_uv`, `history`, `target_ctrl`,

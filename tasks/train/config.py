@@ -1,4 +1,4 @@
-"""Settings of a μ0 pretraining run (METHOD.md §2 "Hyper-parameters"); the `pretrain` flow's form."""
+"""Settings of a μ0 pretraining run (docs/method.md#model-hyper-parameters); the `pretrain` flow's form."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""The headline trace-prediction protocol (METHOD.md §3), one code path for the model and baselines.
+"""The headline trace-prediction protocol (docs/method.md#eval-protocol), one code path for the model and
+baselines.
 
 Protocol: from every test video, the usable slots (sample frames with a keypoint of >= D valid
 future steps, in time order) at offsets

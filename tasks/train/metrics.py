@@ -1,4 +1,4 @@
-"""Trace-prediction metrics and trivial baselines (METHOD.md §3).
+"""Trace-prediction metrics and trivial baselines (docs/method.md#eval-metrics).
 
 All arrays are absolute coordinates (u, v normalised to [-1, 1], z in meters) -- de-normalise model
 outputs before calling. Shapes: pred / gt (N, H, C), valid (N, H) bool. Every metric returns a

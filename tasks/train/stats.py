@@ -1,6 +1,6 @@
 """Dataset statistics that training needs: `delta_scale` and the depth colormap range.
 
-`delta_scale` (METHOD.md §2 "Target space") is the per-axis 95th percentile of |future - current|
+`delta_scale` (docs/method.md#model-target-space) is the per-axis 95th percentile of |future - current|
 over valid steps 1..H, with (u, v) normalised to [-1, 1] by the episode's width/height and z in
 meters. Depth p1/p99 set the log-depth turbo colormap of the depth input. The result is stored
 beside the dataset as `<dataset>/stats.json` together with the table versions it was computed at,

@@ -1,7 +1,7 @@
 """2D quality-control overlays: each stored frame with its samples' future traces drawn on it.
 
 The future of keypoint i at frame t is `samples.future[i]` as (u px, v px, z m) through camera t
-(DESIGN.md), so it is drawn straight onto frame t's JPEG, in the colour of the track's entity
+(docs/architecture.md#conventions), so it is drawn straight onto frame t's JPEG, in the colour of the track's entity
 (tasks/view/scene.py: moving entities vivid, static grey). `overlay_png` gives one frame (the ingest
 preview artifact); `write_overlay_mp4` the whole episode through PyAV.
 """

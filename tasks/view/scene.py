@@ -1,9 +1,9 @@
 """What the trace viewers draw, as plain arrays: a frame's coloured point cloud, camera frusta, traces.
 
 The viewers (tasks/view/viser_server.py, tasks/view/rerun_recording.py, tasks/view/overlay.py) only hand these
-arrays to a renderer. Conventions are DESIGN.md's: world in meters, OpenCV cameras, `w2c` 4x4 per
-stored frame, `K` in pixels of the stored resolution. Depth comes from the `frames` table's
-`depth_png16` blob (16-bit PNG of millimetres, 0 = unknown, 65535 = clipped far plane).
+arrays to a renderer. Conventions are those of docs/architecture.md#conventions: world in meters,
+OpenCV cameras, `w2c` 4x4 per stored frame, `K` in pixels of the stored resolution. Depth comes from
+the `frames` table's `depth_png16` blob (16-bit PNG of millimetres, 0 = unknown, 65535 = clipped far plane).
 """
 
 from __future__ import annotations

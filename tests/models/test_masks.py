@@ -1,4 +1,4 @@
-"""Attention masks follow METHOD.md's rules, checked cell by cell on a small case."""
+"""Attention masks follow the rules of docs/method.md#model-masking, checked cell by cell on a small case."""
 
 import torch
 

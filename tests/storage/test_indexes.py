@@ -1,4 +1,5 @@
-"""ensure_indexes: every DESIGN.md index is built once, kept covering appended rows, and used."""
+"""ensure_indexes: every index of docs/architecture.md#indexes is built once, kept covering appended rows,
+and used."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""The Lance tables carry exactly the DESIGN.md contract columns, with the stated types, in order."""
+"""The Lance tables carry exactly the contract columns of docs/architecture.md#lance-tables, with the stated
+types, in order."""
 
 import lance
 import pyarrow as pa

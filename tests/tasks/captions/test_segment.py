@@ -1,4 +1,5 @@
-"""Motion segmentation (METHOD.md stage 7) on signals whose chunk boundaries are known."""
+"""Motion segmentation (docs/method.md#stage-7-segmentation-and-captions) on signals whose chunk
+boundaries are known."""
 
 import numpy as np
 
