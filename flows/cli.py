@@ -76,6 +76,7 @@ def ingest(
     caption_model: Optional[str] = typer.Option(None, help="vision-language model hub id or local directory"),
     config: Optional[Path] = typer.Option(None, "--config", metavar="FILE.yaml", help=CONFIG_HELP),
     settings: Optional[List[str]] = typer.Option(None, "--set", metavar="KEY=VALUE", help=SET_HELP),
+    retries: int = typer.Option(2, min=0, help="Ray: times an episode whose worker died (OOM, crash) is retried"),
 ):
     """Extract 3D traces from SOURCE into the Lance DATASET (new episodes only).
 
@@ -87,28 +88,33 @@ def ingest(
         "--pose": {"pose.backend": pose}, "--captions": {"captions.backend": captions},
         "--caption-model": {"captions.model": caption_model},
     })
-    report = run_ingest(source, dataset, cfg, ray_address, num_cpus, sequential)
+    report = run_ingest(source, dataset, cfg, ray_address, num_cpus, sequential, retries)
     raise typer.Exit(code=0 if report.success else 1)
 
 
-def run_ingest(source, dataset, cfg, ray_address=None, num_cpus=None, sequential=False):
+def run_ingest(source, dataset, cfg, ray_address=None, num_cpus=None, sequential=False, retries=2):
+    """The flow, and what a person needs from it on a terminal; every user or error text is escaped for rich."""
+    from rich.markup import escape
+
     from flows.ingest import ingest as ingest_flow
     from tasks.run.discover import SourceError
+    from tasks.run.safety import check_source
 
     try:
+        check_source(source)  # refused here, the user reads one sentence instead of a task's traceback
         report = ingest_flow(
             source, dataset, cfg, runner="sequential" if sequential else "ray",
-            ray_address=ray_address, num_cpus=num_cpus, show_progress=True,
+            ray_address=ray_address, num_cpus=num_cpus, show_progress=True, retries=retries,
         )
     except SourceError as exc:
-        console.print(f"[red]error:[/red] {exc}")
+        console.print(f"[red]error:[/red] {escape(str(exc))}")
         raise typer.Exit(code=2) from None
     console.print(report.table())
     if report.failures:
         console.print(f"[yellow]{report.failed} failed, {report.rejected} rejected[/yellow]:")
         for f in report.failures:
-            console.print(f"  [{f.status}] {f.source_uri}: {f.error}")
-        console.print(f"Look at them with: storage.query.episodes({dataset!r}, where=\"status != 'ok'\")")
+            console.print(f"  {escape(f'[{f.status}]')} {escape(f.source_uri)}: {escape(f.error)}", soft_wrap=True)
+        console.print(escape(f"Look at them with: storage.query.episodes({dataset!r}, where=\"status != 'ok'\")"))
     if not report.success:
         console.print("[red]nothing could be ingested[/red]")
     return report

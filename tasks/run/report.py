@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pydantic import BaseModel
+from rich.markup import escape
 from rich.table import Table
 
 
@@ -60,7 +61,7 @@ class IngestReport(BaseModel):
     def table(self) -> Table:
         t = Table(title="ingest summary", show_header=False)
         for k, v in self.rows():
-            t.add_row(k, v)
+            t.add_row(k, escape(v))  # paths are user text: "[x]" in one must not read as markup
         return t
 
     def markdown(self) -> str:
