@@ -10,7 +10,8 @@ from models.bspline import from_targets, render
 from storage.torch_loader import LanceTraceDataset
 from tasks.train.batches import BatchConfig, SampleToItem, collate, depth_colormap, pick_caption, sample_to_item
 from tasks.train.stats import TraceStats, ensure_trace_stats
-from tests.bench.bench_pretrain import ingest_sequential
+from tasks.config import get_preset
+from tasks.run.ingest import ingest
 
 CFG = BatchConfig(image_size=32, history_len=8, n_ctrl=10, horizon=32, max_keypoints=24, use_depth=True)
 CONTRACT = {
@@ -34,7 +35,7 @@ CONTRACT = {
 @pytest.fixture(scope="module")
 def dataset(sim_corpus, tmp_path_factory):
     root = tmp_path_factory.mktemp("batches") / "traces"
-    ingest_sequential(sim_corpus, root)
+    ingest(str(sim_corpus), str(root), get_preset("sim"))
     return str(root)
 
 

@@ -11,13 +11,14 @@ from tasks.train.baselines import NearestNeighbour, predict_constant_velocity, p
 from tasks.train.batches import BatchConfig
 from tasks.train.evaluate import EvalProtocol, eval_batches, evaluate_methods, headline_slots, pivot, truncate_at_done
 from tasks.train.stats import ensure_trace_stats
-from tests.bench.bench_pretrain import ingest_sequential
+from tasks.config import get_preset
+from tasks.run.ingest import ingest
 
 
 @pytest.fixture(scope="module")
 def dataset(sim_corpus, tmp_path_factory):
     root = tmp_path_factory.mktemp("eval") / "traces"
-    ingest_sequential(sim_corpus, root)
+    ingest(str(sim_corpus), str(root), get_preset("sim"))
     return str(root)
 
 

@@ -10,13 +10,14 @@ import pytest
 from storage import query
 from storage.dataset import open_table
 from tasks.train.stats import STATS_FILE, compute_trace_stats, ensure_trace_stats, read_stats
-from tests.bench.bench_pretrain import ingest_sequential
+from tasks.config import get_preset
+from tasks.run.ingest import ingest
 
 
 @pytest.fixture(scope="module")
 def dataset(sim_corpus, tmp_path_factory):
     root = tmp_path_factory.mktemp("stats") / "traces"
-    ingest_sequential(sim_corpus, root)
+    ingest(str(sim_corpus), str(root), get_preset("sim"))
     return str(root)
 
 
