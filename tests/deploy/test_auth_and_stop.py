@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from flows.processes import port_free
-from tests.deploy.conftest import Api, _descendants, free_port, kill_tree, start_platform, wait_deployments
+from tests.deploy.platform import Api, _descendants, free_port, kill_tree, start_platform, wait_deployments
 
 pytestmark = pytest.mark.slow
 

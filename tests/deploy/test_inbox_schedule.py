@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from tests.deploy.conftest import episode_ids, expected_ids, parse_time, utcnow
+from tests.deploy.platform import episode_ids, expected_ids, parse_time, utcnow
 
 pytestmark = pytest.mark.slow
 

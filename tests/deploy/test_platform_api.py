@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from tests.deploy.conftest import episode_ids, expected_ids
+from tests.deploy.platform import episode_ids, expected_ids
 
 pytestmark = pytest.mark.slow
 

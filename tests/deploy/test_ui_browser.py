@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.deploy.conftest import episode_ids, expected_ids
+from tests.deploy.platform import episode_ids, expected_ids
 
 pytestmark = pytest.mark.slow
 

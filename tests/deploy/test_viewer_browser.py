@@ -16,7 +16,7 @@ import pytest
 
 from tasks.view.scene import PALETTE
 from tasks.view.viser_server import serve_scene
-from tests.deploy.conftest import free_port
+from tests.deploy.platform import free_port
 from tests.tasks.view.view_dataset import view_dataset
 
 pytestmark = pytest.mark.slow  # about 12 s of browser on idle cores, 23 s measured on a loaded machine, + the dataset

@@ -18,7 +18,7 @@ import pytest
 from typer.testing import CliRunner
 
 from flows.cli import app
-from tests.deploy.conftest import free_port
+from tests.deploy.platform import free_port
 from tests.tasks.view.view_dataset import FAILED_ID, view_corpus, view_dataset
 
 runner = CliRunner()
