@@ -1,7 +1,7 @@
 """Typed records that flow through the pipeline stages.
 
 An `Episode` is built by `decode`, then each stage returns a copy with more fields filled
-(`stage(ep, cfg) -> ep`). Arrays keep their shapes in the field names' docs; units are SI
+(`Stage.run(ep, settings) -> ep`, tasks/stage.py). Arrays keep their shapes in the field names' docs; units are SI
 (meters, seconds) and pixels follow docs/architecture.md#conventions: origin at the centre of the top-left
 pixel.
 """

@@ -1,4 +1,4 @@
-"""Stages 2-3 (classical backend): progressive, depth-aware Lucas-Kanade point tracking.
+"""Stage 3 (classical backend): progressive, depth-aware Lucas-Kanade point tracking of stage 2's seeds.
 
 Plain forward-backward LK marks points visible after they slide off flat surfaces or across
 occlusions. Here each LK step must also agree in 3D: the lifted point has to land within
