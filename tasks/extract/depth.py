@@ -16,7 +16,8 @@ from tasks.extract.intrinsics import ensure_intrinsics
 from tasks.stage import Resources, Stage
 from tasks.types import Episode, EpisodeSource
 
-MAX_INVALID_DEPTH_FRACTION = 0.5  # given depth with more unknown pixels than this is refused
+MAX_INVALID_DEPTH_FRACTION = 0.5  # given depth (overall, or any one frame) with more unknown pixels than this is refused
+MAX_CORRUPT_DEPTH_FRACTION = 0.01  # a given frame with more +-inf or negative pixels than this is refused
 _MAX_RATIO_SAMPLES = 2_000_000  # a strided subset is as good for a median and keeps long episodes cheap
 
 
@@ -45,14 +46,53 @@ def predict_depth(frames: np.ndarray, cfg: DepthConfig) -> np.ndarray:
     return model.predict(frames, batch_size=cfg.batch_size, input_size=cfg.input_size)
 
 
+def _frames_named(ep: Episode, frames: np.ndarray, shown: int = 5) -> str:
+    """Source frame numbers (what depth.npy is indexed by) of the first few stored frames in `frames`."""
+    src = frames if ep.frame_index is None else np.asarray(ep.frame_index)[frames]
+    more = f", ... ({len(frames) - shown} more)" if len(frames) > shown else ""
+    return ", ".join(str(int(i)) for i in src[:shown]) + more
+
+
 def check_given_depth(ep: Episode) -> Episode:
-    """`given` depth must exist and be mostly valid; the error names depth.npy and the cause."""
+    """`given` depth must exist and hold metric depth in every frame; the error names depth.npy and the cause.
+
+    NaN and 0 mark unknown pixels (sensor conventions); +-inf and negative values are broken data,
+    which decode counted per frame (`meta["depth_corrupt_px"]`) before masking them to NaN. Refused:
+    more than MAX_INVALID_DEPTH_FRACTION unknown overall; any frame with more than
+    MAX_CORRUPT_DEPTH_FRACTION of its pixels broken; any frame with more than
+    MAX_INVALID_DEPTH_FRACTION unknown. A frame without depth cannot be lifted, and masked silently
+    it surfaces stages later as a tracking collapse that blames the camera.
+    """
     where = f"{ep.source.uri}/depth.npy"
     if ep.depth is None:
         raise ConfigurationError(f"{where}: depth backend 'given' needs depth.npy (T,H,W meters), which is missing")
-    frac = float(np.count_nonzero(~np.isfinite(ep.depth))) / max(1, ep.depth.size)
+    unknown = ~np.isfinite(ep.depth)
+    frac = float(np.count_nonzero(unknown)) / max(1, ep.depth.size)
+    corrupt = ep.meta.get("depth_corrupt_px")
     if frac > MAX_INVALID_DEPTH_FRACTION:
-        raise EpisodeInputError(f"{where}: {frac:.0%} of depth values are NaN, infinite or <= 0")
+        detail = ""
+        if corrupt is not None:
+            detail = f" ({int(corrupt['infinite'].sum())} px infinite, {int(corrupt['negative'].sum())} px negative)"
+        raise EpisodeInputError(f"{where}: {frac:.0%} of depth values are NaN, infinite or <= 0{detail}")
+    if corrupt is not None:
+        broken = corrupt["infinite"] + corrupt["negative"]
+        bad = np.flatnonzero(broken > MAX_CORRUPT_DEPTH_FRACTION * corrupt["pixels"])
+        if len(bad):
+            raise EpisodeInputError(
+                f"{where}: {len(bad)} of {ep.n_frames} frames hold infinite or negative depth in more than "
+                f"{MAX_CORRUPT_DEPTH_FRACTION:.0%} of their pixels (frames {_frames_named(ep, bad)}: "
+                f"{int(corrupt['infinite'][bad].sum())} px infinite, {int(corrupt['negative'][bad].sum())} px negative); "
+                "depth must be meters > 0, with NaN or 0 where unknown"
+            )
+    per_frame = unknown.reshape(len(unknown), -1).mean(axis=1)
+    bad = np.flatnonzero(per_frame > MAX_INVALID_DEPTH_FRACTION)
+    if len(bad):
+        raise EpisodeInputError(
+            f"{where}: {len(bad)} of {ep.n_frames} frames have no valid depth in more than "
+            f"{MAX_INVALID_DEPTH_FRACTION:.0%} of their pixels (frames {_frames_named(ep, bad)}; up to "
+            f"{per_frame[bad].max():.0%}); depth 'given' needs depth in every frame (depth-anything can fill it in, "
+            "scaled to the given frames)"
+        )
     return ep
 
 

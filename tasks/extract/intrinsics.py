@@ -47,6 +47,23 @@ def video_metadata(path: str | Path) -> dict[str, str]:
     return {str(k).lower(): str(v) for k, v in tags.items()}
 
 
+def resize_intrinsics(K: np.ndarray, src_size: tuple[int, int], dst_size: tuple[int, int]) -> np.ndarray:
+    """K for frames resized from src_size (W, H) to dst_size (w, h): pixel centres scale about the corner.
+
+    With the origin at the top-left pixel's centre, u' = (u + 0.5) * w / W - 0.5 (and likewise v),
+    which is where cv2.resize and swscale put a resized pixel.
+    """
+    if tuple(src_size) == tuple(dst_size):
+        return K
+    sx, sy = dst_size[0] / src_size[0], dst_size[1] / src_size[1]
+    K = np.array(K, dtype=np.float64)
+    K[0, :] *= sx
+    K[1, :] *= sy
+    K[0, 2] += 0.5 * sx - 0.5
+    K[1, 2] += 0.5 * sy - 0.5
+    return K
+
+
 def check_pinhole(K: np.ndarray, where: str, accepted: str = "3x3 pinhole matrix (or 9 numbers)") -> np.ndarray:
     """`K` if it is a finite 3x3 matrix with positive focal lengths; else a bad-input error naming `where`."""
     if K.shape != (3, 3) or not np.isfinite(K).all() or K[0, 0] <= 0 or K[1, 1] <= 0:

@@ -2,15 +2,20 @@
 
 The id is the sha256 of the episode's bytes plus the extraction settings, so the same video
 ingested with other settings is a new episode while a re-run finds what is already stored.
+A symlink loop among the entries looked at (a -> b -> a, or a link to a directory above it) is
+refused with its name: followed, it would hang a recursive glob or crash path resolution.
 """
 
 from __future__ import annotations
 
-import glob
+import errno
+import fnmatch
 import hashlib
 import json
 import os
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 from tasks.config import IngestConfig
@@ -25,48 +30,154 @@ class SourceError(ValueError):
     """The source names nothing ingestible; the message says what was looked at."""
 
 
+def symlink_loop(path: Path) -> str | None:
+    """How `path` loops, when it is a symlink that never reaches a file or points at a directory above it."""
+    if not path.is_symlink():
+        return None
+    try:
+        target = path.resolve(strict=True)
+    except RuntimeError:  # Python < 3.13: "Symlink loop from ..."
+        return f"{path} -> {os.readlink(path)} never reaches a file"
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return f"{path} -> {os.readlink(path)} never reaches a file"
+        return None  # dangling: not a loop, and not an episode either
+    parent = path.parent.resolve()
+    if target.is_dir() and parent.is_relative_to(target):
+        return f"{path} -> {os.readlink(path)} points back at {target}, a directory above it"
+    return None
+
+
+def _refuse_loop(path: Path) -> None:
+    loop = symlink_loop(path)
+    if loop:
+        raise SourceError(f"symlink loop in the source: {loop}; remove the link or name the episodes directly")
+
+
 def is_episode_dir(path: Path) -> bool:
     return path.is_dir() and ((path / "video.mp4").exists() or (path / "frames").is_dir())
+
+
+def _children(path: Path) -> list[Path]:
+    """Entries of a directory, sorted; loops refused, an unreadable directory has none."""
+    try:
+        children = sorted(path.iterdir())
+    except OSError:
+        return []
+    for child in children:
+        _refuse_loop(child)
+    return children
 
 
 def _candidates(path: Path) -> list[Path]:
     if is_episode_dir(path):
         return [path]
     if path.is_dir():
-        children = sorted(path.iterdir())
-        return [c for c in children if is_episode_dir(c) or (c.is_file() and c.suffix.lower() in VIDEO_SUFFIXES)]
+        return [c for c in _children(path) if is_episode_dir(c) or (c.is_file() and c.suffix.lower() in VIDEO_SUFFIXES)]
     if path.is_file() and path.suffix.lower() in VIDEO_SUFFIXES:
         return [path]
     return []
 
 
-def _read_manifest(path: Path) -> list[Path]:
-    """One path per line (blank lines and # comments skipped) or JSON lines with a "uri" key."""
+def _magic(part: str) -> bool:
+    return any(ch in part for ch in "*?[")
+
+
+def _expand(base: Path, parts: tuple[str, ...], above: frozenset[Path]) -> Iterator[Path]:
+    """Paths under `base` matching `parts` (glob semantics, `**` recursive); `above`: real dirs on the way."""
+    if not parts:
+        yield base
+        return
+    head, rest = parts[0], parts[1:]
+    if head == "**":
+        yield from _expand(base, rest, above)
+        for child in _children(base):
+            if child.name.startswith("."):
+                continue
+            if child.is_dir():
+                real = child.resolve()
+                if real in above:  # reached again through a link that _children did not see as a loop
+                    raise SourceError(f"symlink loop in the source: {child} leads back to {real}")
+                yield from _expand(child, parts, above | {real})
+            elif not rest:
+                yield child
+    elif _magic(head):
+        for child in _children(base):
+            if fnmatch.fnmatchcase(child.name, head) and (head.startswith(".") or not child.name.startswith(".")):
+                if not rest or child.is_dir():
+                    yield from _expand(child, rest, above)
+    elif (base / head).exists() or (base / head).is_symlink():
+        yield from _expand(base / head, rest, above)
+
+
+def glob_paths(pattern: str) -> list[Path]:
+    """`glob.glob(pattern, recursive=True)`, sorted, but a symlink loop is refused instead of walked forever."""
+    parts = Path(pattern).parts
+    first = next((i for i, part in enumerate(parts) if _magic(part)), len(parts))
+    base = Path(*parts[:first]) if first else Path(".")
+    if not base.is_dir():
+        return [base] if first == len(parts) and base.exists() else []
+    return sorted(set(_expand(base, parts[first:], frozenset({base.resolve()}))))
+
+
+@dataclass(frozen=True)
+class ManifestEntry:
+    """One episode a manifest names: where it is written (`line`, `text`) and the path it means."""
+
+    line: int
+    text: str
+    path: Path
+
+
+def manifest_entries(path: Path) -> list[ManifestEntry]:
+    """One path per line (blank lines and # comments skipped) or JSON lines with a "uri" key.
+
+    Relative entries are relative to the manifest's directory; an unreadable line names its number.
+    """
+    try:
+        lines = path.read_text().splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SourceError(f"manifest {path}: cannot read it as text ({exc})") from exc
     out = []
-    for line in path.read_text().splitlines():
+    for n, line in enumerate(lines, start=1):
         line = line.strip()
         if not line or line.startswith("#"):
             continue
-        entry = json.loads(line)["uri"] if line.startswith("{") else line
-        p = Path(entry)
-        out.append(p if p.is_absolute() else path.parent / p)
+        entry = line
+        if line.startswith("{"):
+            try:
+                entry = json.loads(line)["uri"]
+            except (json.JSONDecodeError, KeyError, TypeError) as exc:
+                why = "no \"uri\" key" if isinstance(exc, (KeyError, TypeError)) else f"invalid JSON ({exc})"
+                raise SourceError(f"manifest {path} line {n}: {why}") from None
+            if not isinstance(entry, str) or not entry:
+                raise SourceError(f"manifest {path} line {n}: \"uri\" must be a path, got {entry!r}")
+        p = Path(entry).expanduser()
+        out.append(ManifestEntry(n, entry, p if p.is_absolute() else path.parent / p))
     return out
+
+
+def is_manifest(source: str) -> bool:
+    path = Path(source)
+    return not _magic(source) and path.is_file() and path.suffix.lower() in MANIFEST_SUFFIXES
 
 
 def resolve_paths(source: str) -> list[Path]:
     """Every episode path the source names, sorted, without duplicates."""
     path = Path(source)
-    if any(ch in source for ch in "*?["):
-        found = [p for g in sorted(glob.glob(source, recursive=True)) for p in _candidates(Path(g))]
-    elif path.is_file() and path.suffix.lower() in MANIFEST_SUFFIXES:
+    if _magic(source):
+        found = [p for g in glob_paths(source) for p in _candidates(g)]
+    elif is_manifest(source):
         found = []
-        for entry in _read_manifest(path):
-            if not entry.exists():
-                raise SourceError(f"manifest {path} lists {entry}, which does not exist")
-            found.extend(_candidates(entry))
+        for entry in manifest_entries(path):
+            _refuse_loop(entry.path)
+            if not entry.path.exists():
+                raise SourceError(f"manifest {path} line {entry.line} lists {entry.path}, which does not exist")
+            found.extend(_candidates(entry.path))
     elif path.exists():
         found = _candidates(path)
     else:
+        _refuse_loop(path)
         raise SourceError(f"source {source!r} does not exist (expected a directory, a glob, a manifest or a video)")
     unique = sorted({p.resolve() for p in found})
     if not unique:
@@ -82,7 +193,12 @@ def content_hash(path: Path, extra: str = "") -> str:
     h = hashlib.sha256()
     buf = bytearray(_HASH_CHUNK)  # one reused buffer: no allocation per chunk
     view = memoryview(buf)
-    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    files = [path]
+    if path.is_dir():
+        entries = sorted(path.rglob("*"))
+        for p in entries:
+            _refuse_loop(p)
+        files = [p for p in entries if p.is_file()]
     for f in files:
         h.update(str(f.relative_to(path) if path.is_dir() else f.name).encode())
         with open(f, "rb", buffering=0) as fh:

@@ -4,7 +4,9 @@ A deployment that anyone with UI access can trigger must not read arbitrary file
 Paths are compared after `Path.resolve()` (symlinks and `..` followed), and episode directories
 are checked file by file, so a `video.mp4 -> /etc/shadow` link inside an allowed root is refused too.
 Roots come from an explicit list or from `MU0_SOURCE_ROOTS` (os.pathsep-separated); none means
-"unrestricted", which is the embedded default for a single user on a laptop.
+"unrestricted", which is the embedded default for a single user on a laptop (then a manifest may
+name `../` paths too). A manifest is checked line by line before anything it names is looked at,
+and a symlink loop is refused by name instead of crashing the resolution.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import os
 from collections.abc import Iterable
 from pathlib import Path
 
-from tasks.run.discover import SourceError, resolve_paths
+from tasks.run.discover import SourceError, is_manifest, manifest_entries, resolve_paths, symlink_loop
 
 ROOTS_ENV = "MU0_SOURCE_ROOTS"
 
@@ -32,20 +34,38 @@ def _inside(path: Path, roots: list[Path]) -> bool:
     return any(path == r or path.is_relative_to(r) for r in roots)
 
 
+LOOP_MARK = " (symlink loop)"
+
+
+def _real(path: Path) -> tuple[Path, bool]:
+    """(where `path` leads, True) or, for a symlink loop, (its link text marked as a loop, False)."""
+    if symlink_loop(path):
+        return Path(f"{os.readlink(path)}{LOOP_MARK}"), False
+    try:
+        return path.resolve(), True
+    except (RuntimeError, OSError):  # a loop further up the path
+        return Path(f"{path}{LOOP_MARK}"), False
+
+
 def outside_roots(paths: Iterable[str | Path], roots: Iterable[str | Path]) -> list[tuple[Path, Path]]:
-    """(given path, where it really leads) for every path, or file inside a directory, outside `roots`."""
+    """(given path, where it really leads) for every path, or file inside a directory, outside `roots`.
+
+    A symlink loop is listed too, its "real" path being the link text marked "(symlink loop)".
+    """
     resolved_roots = [Path(r).expanduser().resolve() for r in roots]
     bad: list[tuple[Path, Path]] = []
     for given in paths:
         p = Path(given).expanduser()
-        real = p.resolve()
-        if not _inside(real, resolved_roots):
+        real, ok = _real(p)
+        if not ok or not _inside(real, resolved_roots):
             bad.append((p, real))
             continue
         if real.is_dir():
             for f in sorted(p.rglob("*")):
-                target = f.resolve()
-                if f.is_symlink() and not _inside(target, resolved_roots):
+                if not f.is_symlink():
+                    continue
+                target, ok = _real(f)
+                if not ok or not _inside(target, resolved_roots):
                     bad.append((f, target))
     return bad
 
@@ -61,14 +81,24 @@ def check_within_roots(paths: Iterable[str | Path], roots: Iterable[str | Path])
     paths = list(paths)
     bad = outside_roots(paths, roots)
     if bad:
-        shown = "; ".join(f"{g} -> {r}" if Path(g) != r else str(g) for g, r in bad[:5])
-        more = f" (and {len(bad) - 5} more)" if len(bad) > 5 else ""
+        loops = [(g, r) for g, r in bad if str(r).endswith(LOOP_MARK)]
+        outside = [(g, r) for g, r in bad if not str(r).endswith(LOOP_MARK)]
         allowed = ", ".join(str(Path(r).expanduser().resolve()) for r in roots)
-        raise OutsideRootsError(
-            f"refused: {len(bad)} source path(s) resolve outside the allowed roots [{allowed}]: {shown}{more}. "
-            f"Move the data under a root or add its directory to {ROOTS_ENV}."
-        )
+        why = []
+        if outside:
+            why.append(
+                f"{len(outside)} source path(s) resolve outside the allowed roots [{allowed}]: {_listing(outside)}. "
+                f"Move the data under a root or add its directory to {ROOTS_ENV}."
+            )
+        if loops:
+            why.append(f"{len(loops)} symlink loop(s): {_listing(loops)}. Remove the looping links.")
+        raise OutsideRootsError("refused: " + " ".join(why))
     return [Path(p).expanduser().resolve() for p in paths]
+
+
+def _listing(pairs: list[tuple[Path, Path]]) -> str:
+    more = f" (and {len(pairs) - 5} more)" if len(pairs) > 5 else ""
+    return "; ".join(f"{g} -> {r}" if Path(g) != r else str(g) for g, r in pairs[:5]) + more
 
 
 def check_source(source: str, roots: Iterable[str | Path] | None = None) -> list[Path]:
@@ -83,4 +113,28 @@ def check_source(source: str, roots: Iterable[str | Path] | None = None) -> list
     manifest = Path(source)
     extra = [manifest] if manifest.is_file() and not any(ch in source for ch in "*?[") else []
     check_within_roots(extra, roots)
+    if is_manifest(source):
+        check_manifest(manifest, roots)
     return check_within_roots(resolve_paths(source), roots)
+
+
+def check_manifest(manifest: Path, roots: Iterable[str | Path]) -> None:
+    """Refuse a manifest any line of which leads outside `roots` (`../` escapes, absolute paths, links).
+
+    Checked before discovery looks at the entries, so the refusal names the line as written and
+    says nothing about whether the path outside exists.
+    """
+    roots = list(roots)
+    resolved_roots = [Path(r).expanduser().resolve() for r in roots]
+    bad = []
+    for entry in manifest_entries(manifest):
+        real, ok = _real(entry.path)
+        if not ok or not _inside(real, resolved_roots):
+            bad.append(f"line {entry.line} {entry.text!r} -> {real}")
+    if bad:
+        more = f" (and {len(bad) - 5} more)" if len(bad) > 5 else ""
+        allowed = ", ".join(str(r) for r in resolved_roots)
+        raise OutsideRootsError(
+            f"refused: manifest {manifest} lists {len(bad)} path(s) outside the allowed roots [{allowed}]: "
+            f"{'; '.join(bad[:5])}{more}. Move the data under a root or add its directory to {ROOTS_ENV}."
+        )

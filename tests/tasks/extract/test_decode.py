@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from tasks.config import DecodeConfig, get_preset
-from tasks.extract.decode import decode, downscale, subsample_stride
+from tasks.extract.decode import decode, subsample_stride
+from tasks.extract.intrinsics import resize_intrinsics
 from tasks.errors import EpisodeInputError
 from tasks.run.episode import run_stages, stages_until
 from tasks.geometry import intrinsics_from_fov, project
@@ -54,10 +55,9 @@ def test_subsampling_keeps_source_frame_numbers(episode):
     assert list(ep.frame_index) == [0, 4, 8] and ep.fps == 5 and ep.depth.shape[0] == 3
 
 
-def test_downscale_keeps_projection_consistent():
+def test_resized_intrinsics_keep_projection_consistent():
     K = intrinsics_from_fov(640, 480, 60)
-    frames = np.zeros((1, 480, 640, 3), np.uint8)
-    _, _, K2 = downscale(frames, None, K, 320)
+    K2 = resize_intrinsics(K, (640, 480), (320, 240))
     X = np.array([[0.1, -0.05, 1.0]])
     uv, uv2 = project(X, K)[0, :2], project(X, K2)[0, :2]
     assert np.allclose((uv2 + 0.5) * 2, uv + 0.5, atol=1e-9)  # pixel centres scale about the corner
@@ -75,12 +75,12 @@ def test_bad_inputs_name_file_and_cause(episode, tmp_path):
     with pytest.raises(EpisodeInputError, match=r"empty\.mp4: file is empty"):
         decode(src(tmp_path / "empty.mp4", "video"), cfg)
     (tmp_path / "text.mp4").write_text("hello")
-    with pytest.raises(EpisodeInputError, match=r"text\.mp4: cannot decode"):
+    with pytest.raises(EpisodeInputError, match=r"text\.mp4: a text file .*, not a video"):
         decode(src(tmp_path / "text.mp4", "video"), cfg)
 
 
 def test_plain_video_with_given_depth_is_refused_before_decoding(tmp_path, monkeypatch):
-    write_video(tmp_path / "v.mp4")
+    write_video(tmp_path / "v.mp4", n=40)  # enough frames at the preset's 10 fps: only depth is missing
     monkeypatch.setattr("tasks.extract.decode.read_video", lambda *a: pytest.fail("decoded a video it must refuse"))
     failed = run_stages(src(tmp_path / "v.mp4", "video"), get_preset("generic"))
     assert failed.status == "failed" and "plain video has no depth" in failed.errors["depth"], failed.errors
