@@ -24,7 +24,7 @@ def tiny_dir(tmp_path_factory):
 def partial_episode(tmp_path):
     ep = tmp_path / "ep"
     ep.mkdir()
-    write_video(ep / "video.mp4", n=8, w=64, h=48)
+    write_video(ep / "video.mp4", n=12, w=64, h=48)
     (ep / "meta.json").write_text(json.dumps({"hfov_deg": 70, "instruction": "pour"}))
     return ep
 
@@ -34,8 +34,8 @@ def test_predicted_depth_is_scaled_to_the_few_given_frames(partial_episode, tiny
     cfg = with_overrides(get_preset("generic"), overrides)
     ep = run_stages(EpisodeSource(str(partial_episode), "x"), cfg, stages_until("decode"))
     raw = predict_depth(ep.frames, cfg.depth)
-    given = np.full((8, 48, 64), np.nan, np.float32)  # 6 of 8 frames unknown: 'given' would reject this
-    given[[0, 5]] = raw[[0, 5]] * 0.6
+    given = np.full((12, 48, 64), np.nan, np.float32)  # 9 of 12 frames unknown: 'given' would reject this
+    given[[0, 5, 9]] = raw[[0, 5, 9]] * 0.6
     np.save(partial_episode / "depth.npy", given)
 
     ep = run_stages(EpisodeSource(str(partial_episode), "x"), cfg, DECODE_AND_DEPTH)
