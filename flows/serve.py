@@ -124,7 +124,8 @@ def _schedules(spec: dict[str, Any]) -> list:
 def build_deployments(specs: list[dict[str, Any]], extra: dict[str, Any] | None = None) -> list:
     """RunnerDeployments (for `prefect.serve`) from prefect.yaml deployment entries.
 
-    `extra` parameters go to every deployment whose flow takes them (e.g. runner="sequential").
+    `extra` parameters go to every deployment whose flow takes them (e.g. runner="sequential"); a
+    mapping goes only where the parameter's model has all its keys (an ingest `config` is not a pretrain one).
     """
     from prefect.client.schemas.objects import ConcurrencyLimitConfig
 
@@ -132,7 +133,13 @@ def build_deployments(specs: list[dict[str, Any]], extra: dict[str, Any] | None 
     for spec in specs:
         flow_obj = load_flow(spec["entrypoint"])
         takes = flow_obj.parameters.properties
-        params = {**(spec.get("parameters") or {}), **{k: v for k, v in (extra or {}).items() if k in takes}}
+        models = flow_obj.parameters.definitions or {}
+
+        def fits(key: str, value: Any) -> bool:
+            ref = str(takes[key].get("$ref", "")).rsplit("/", 1)[-1]
+            return not (isinstance(value, dict) and ref) or set(value) <= set(models.get(ref, {}).get("properties", {}))
+
+        params = {**(spec.get("parameters") or {}), **{k: v for k, v in (extra or {}).items() if k in takes and fits(k, v)}}
         limit = spec.get("concurrency_limit")
         if isinstance(limit, dict):
             limit = ConcurrencyLimitConfig(**limit)
