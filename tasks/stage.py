@@ -9,6 +9,7 @@ stages, so a new backend declares its needs where it is implemented, not in the 
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import ClassVar, Generic, TypeVar
 
@@ -26,14 +27,14 @@ class Resources:
     gpus: float = 0.0
 
 
-class Stage(Generic[Settings]):
+class Stage(ABC, Generic[Settings]):
     """Base of every stage; subclasses set `name` and implement `settings` and `run`."""
 
     name: ClassVar[str]
 
+    @abstractmethod
     def settings(self, cfg: IngestConfig) -> Settings:
         """The part of the ingest config this stage reads (typed, so its signature says what it uses)."""
-        raise NotImplementedError
 
     def precheck(self, src: EpisodeSource, settings: Settings) -> None:
         """Refuse a source before decoding when the settings cannot work on it (raise ConfigurationError)."""
@@ -44,8 +45,9 @@ class Stage(Generic[Settings]):
     def resources(self, settings: Settings) -> Resources:
         return Resources()
 
+    @abstractmethod
     def run(self, ep: Episode, settings: Settings) -> Episode:
-        raise NotImplementedError
+        """The episode with this stage's fields filled (a new Episode; the input is not changed)."""
 
 
 def resources_of(stages: list[Stage], cfg: IngestConfig) -> Resources:

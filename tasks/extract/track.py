@@ -13,11 +13,11 @@ static world points (their image motion is unobservable) and are dropped near mo
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import cv2
 import numpy as np
 from scipy.spatial import cKDTree
-
-from typing import NamedTuple
 
 from tasks.config import IngestConfig, KeypointConfig, TrackConfig
 from tasks.geometry import inside_image, project

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from tasks.config import DecodeConfig, get_preset
-from tasks.extract.decode import decode, subsample_stride
+from tasks.extract.decode import decode
+from tasks.extract.video import subsample_stride
 from tasks.extract.intrinsics import resize_intrinsics
 from tasks.errors import EpisodeInputError
 from tasks.run.episode import run_stages, stages_until
