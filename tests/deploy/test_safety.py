@@ -8,20 +8,12 @@ import pytest
 
 from tasks.run.discover import SourceError
 from tasks.run.safety import ROOTS_ENV, OutsideRootsError, check_source, check_within_roots, outside_roots, roots_from_env
-
-
-def _episode(d):
-    d.mkdir(parents=True)
-    (d / "video.mp4").write_bytes(b"\0" * 16)
-    return d
+from tests.tasks.run.source_tree import episode_dir, root_and_outside
 
 
 @pytest.fixture
 def tree(tmp_path):
-    root, other = tmp_path / "root", tmp_path / "other"
-    _episode(root / "ep1")
-    _episode(other / "secret")
-    return root, other
+    return root_and_outside(tmp_path)
 
 
 def test_inside_passes_and_resolves(tree):
@@ -42,7 +34,7 @@ def test_dotdot_escape_is_refused_with_a_clear_message(tree):
 def test_symlinked_entry_and_symlink_inside_an_episode_are_refused(tree):
     root, other = tree
     (root / "link").symlink_to(other / "secret")
-    ep = _episode(root / "ep2")
+    ep = episode_dir(root / "ep2")
     (ep / "depth.npy").symlink_to(other / "secret" / "video.mp4")
     bad = dict(outside_roots([root / "link", ep, root / "ep1"], [root]))
     assert set(bad) == {root / "link", ep / "depth.npy"}

@@ -14,22 +14,14 @@ import pytest
 from tasks.config import get_preset
 from tasks.run.discover import SourceError, discover, resolve_paths
 from tasks.run.safety import ROOTS_ENV, OutsideRootsError, check_source, outside_roots
+from tests.tasks.run.source_tree import episode_dir, root_and_outside
 
 SIM = get_preset("sim")
 
 
-def _episode(d):
-    d.mkdir(parents=True)
-    (d / "video.mp4").write_bytes(b"\0" * 16)
-    return d
-
-
 @pytest.fixture
 def tree(tmp_path):
-    root, other = tmp_path / "root", tmp_path / "other"
-    _episode(root / "ep1")
-    _episode(other / "secret")
-    return root, other
+    return root_and_outside(tmp_path)
 
 
 def test_manifest_escaping_the_roots_is_refused_naming_the_line(tree, monkeypatch):
@@ -49,7 +41,7 @@ def test_manifest_escaping_the_roots_is_refused_naming_the_line(tree, monkeypatc
 
 def test_manifest_inside_the_roots_passes_even_through_dotdot(tree):
     root, _ = tree
-    _episode(root / "ep2")
+    episode_dir(root / "ep2")
     manifest = root / "sub" / "list.txt"
     manifest.parent.mkdir()
     manifest.write_text("../ep1\n../ep2\n")
@@ -57,7 +49,7 @@ def test_manifest_inside_the_roots_passes_even_through_dotdot(tree):
 
 
 def test_broken_manifest_lines_are_named(tmp_path):
-    _episode(tmp_path / "ep1")
+    episode_dir(tmp_path / "ep1")
     manifest = tmp_path / "list.jsonl"
     for text, cause in [
         ('{"uri": "ep1"}\n{"uri": "ep1"\n', r"list\.jsonl line 2: invalid JSON"),
@@ -76,7 +68,7 @@ def test_broken_manifest_lines_are_named(tmp_path):
 
 def test_a_symlink_loop_in_a_source_directory_is_refused(tmp_path):
     src = tmp_path / "src"
-    _episode(src / "ep1")
+    episode_dir(src / "ep1")
     (src / "a.mp4").symlink_to("b.mp4")
     (src / "b.mp4").symlink_to("a.mp4")
     with pytest.raises(SourceError, match=r"symlink loop in the source: .*src/a\.mp4 -> b\.mp4 never reaches a file"):
@@ -86,7 +78,7 @@ def test_a_symlink_loop_in_a_source_directory_is_refused(tmp_path):
 @pytest.mark.timeout(30)
 def test_a_link_back_up_the_tree_does_not_hang_a_recursive_glob(tmp_path):
     src = tmp_path / "src"
-    _episode(src / "day1" / "ep1")
+    episode_dir(src / "day1" / "ep1")
     (src / "day1" / "again").symlink_to("..")
     with pytest.raises(SourceError, match=r"day1/again -> \.\. points back at .*/src, a directory above it"):
         discover(str(src / "**" / "ep*"), SIM)
