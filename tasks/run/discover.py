@@ -9,11 +9,10 @@ refused with its name: followed, it would hang a recursive glob or crash path re
 from __future__ import annotations
 
 import errno
-import fnmatch
+import glob
 import hashlib
 import json
 import os
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -83,41 +82,34 @@ def _magic(part: str) -> bool:
     return any(ch in part for ch in "*?[")
 
 
-def _expand(base: Path, parts: tuple[str, ...], above: frozenset[Path]) -> Iterator[Path]:
-    """Paths under `base` matching `parts` (glob semantics, `**` recursive); `above`: real dirs on the way."""
-    if not parts:
-        yield base
-        return
-    head, rest = parts[0], parts[1:]
-    if head == "**":
-        yield from _expand(base, rest, above)
-        for child in _children(base):
-            if child.name.startswith("."):
+def _refuse_loops_below(base: Path) -> None:
+    """Walk `base` the way a recursive glob does (links followed, hidden directories skipped) and refuse
+    a link that leads back to a directory already on the way down: glob would descend it forever."""
+
+    def walk(d: Path, above: frozenset[Path]) -> None:
+        for child in _children(d):
+            if child.name.startswith(".") or not child.is_dir():
                 continue
-            if child.is_dir():
-                real = child.resolve()
-                if real in above:  # reached again through a link that _children did not see as a loop
-                    raise SourceError(f"symlink loop in the source: {child} leads back to {real}")
-                yield from _expand(child, parts, above | {real})
-            elif not rest:
-                yield child
-    elif _magic(head):
-        for child in _children(base):
-            if fnmatch.fnmatchcase(child.name, head) and (head.startswith(".") or not child.name.startswith(".")):
-                if not rest or child.is_dir():
-                    yield from _expand(child, rest, above)
-    elif (base / head).exists() or (base / head).is_symlink():
-        yield from _expand(base / head, rest, above)
+            real = child.resolve()
+            if real in above:
+                raise SourceError(f"symlink loop in the source: {child} leads back to {real}")
+            walk(child, above | {real})
+
+    walk(base, frozenset({base.resolve()}))
 
 
 def glob_paths(pattern: str) -> list[Path]:
-    """`glob.glob(pattern, recursive=True)`, sorted, but a symlink loop is refused instead of walked forever."""
+    """`glob.glob(pattern, recursive=True)`, sorted, with symlink loops refused instead of walked forever."""
     parts = Path(pattern).parts
     first = next((i for i, part in enumerate(parts) if _magic(part)), len(parts))
-    base = Path(*parts[:first]) if first else Path(".")
-    if not base.is_dir():
-        return [base] if first == len(parts) and base.exists() else []
-    return sorted(set(_expand(base, parts[first:], frozenset({base.resolve()}))))
+    if "**" in parts[first:]:
+        base = Path(*parts[:first]) if first else Path(".")
+        if base.is_dir():
+            _refuse_loops_below(base)
+    found = sorted({Path(p) for p in glob.glob(pattern, recursive=True)})
+    for path in found:
+        _refuse_loop(path)
+    return found
 
 
 @dataclass(frozen=True)
