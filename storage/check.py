@@ -58,11 +58,11 @@ def _eid(e: str) -> str:
 def expected_schema(table: str, stored: pa.Schema) -> pa.Schema | None:
     """The contract for `table`; samples take L and Lh from the stored schema metadata (None if absent)."""
     if table != "samples":
-        return {"episodes": S.EPISODES, "tracks": S.TRACKS, "frames": S.FRAMES, "captions": S.CAPTIONS}[table]
+        return S.table_schemas()[table]
     meta = stored.metadata or {}
     if b"future_len" not in meta or b"history_len" not in meta:
         return None
-    return S.samples_schema(int(meta[b"future_len"]), int(meta[b"history_len"]))
+    return S.table_schemas(int(meta[b"future_len"]), int(meta[b"history_len"]))["samples"]
 
 
 def check_schema(table: str, stored: pa.Schema) -> Finding:

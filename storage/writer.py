@@ -123,20 +123,19 @@ def _commit_manifest(root: str, manifest: RunManifest) -> dict[str, int]:
 
 
 def commit_run(
-    root: str, fragments: Mapping[str, Mapping[str, list[str]]], schemas: Mapping[str, pa.Schema], tag: str
+    root: str, fragments: Mapping[str, Mapping[str, list[str]]], tag: str,
+    future_len: int = FUTURE_LEN, history_len: int = HISTORY_LEN,
 ) -> dict[str, int]:
     """Commit one run's fragments (episode id -> table -> fragment JSON), atomically per episode.
 
     Under the dataset lock: the run's manifest is written first, then each table gets one version
     (tagged `tag`) holding the episodes it does not hold yet, `episodes` last, then the manifest goes.
     A crash anywhere leaves the manifest, and the next run (or `mu0 check --repair`) completes it;
-    concurrent runs of one corpus add each episode once. Returns the new version per table.
+    concurrent runs of one corpus add each episode once. `future_len`/`history_len` fix the samples
+    table's schema (storage.schema.table_schemas). Returns the new version per table.
     """
-    meta = schemas["samples"].metadata or {}
-    manifest = RunManifest(
-        tag=tag, fragments={e: dict(f) for e, f in fragments.items()},
-        future_len=int(meta.get(b"future_len", FUTURE_LEN)), history_len=int(meta.get(b"history_len", HISTORY_LEN)),
-    )
+    frags = {e: dict(f) for e, f in fragments.items()}
+    manifest = RunManifest(tag=tag, fragments=frags, future_len=future_len, history_len=history_len)
     with dataset_lock(root):
         repair_locked(root)
         manifest.save(root)

@@ -15,7 +15,7 @@ from storage.dataset import existing_episode_ids
 from storage.writer import commit_run, ensure_indexes, repair
 from tasks.config import IngestConfig
 from tasks.run.discover import discover
-from tasks.run.episode import EpisodeResult, schemas
+from tasks.run.episode import EpisodeResult
 from tasks.run.report import Failure, IngestReport
 from tasks.run.safety import check_source
 from tasks.types import EpisodeSource
@@ -49,7 +49,8 @@ def find_new(source: str, dataset: str, config: IngestConfig) -> tuple[list[Epis
 
 def commit_results(dataset: str, results: list[EpisodeResult], config: IngestConfig, tag: str) -> dict[str, int]:
     """Commit a run's fragments (storage.writer.commit_run); returns the new version per table."""
-    return commit_run(dataset, {r.episode_id: r.fragments for r in results}, schemas(config), tag)
+    lengths = config.retarget.future_len, config.retarget.history_len
+    return commit_run(dataset, {r.episode_id: r.fragments for r in results}, tag, *lengths)
 
 
 def summarize(

@@ -8,7 +8,7 @@ from storage.dataset import open_table
 from storage.writer import commit_run
 from tasks.config import get_preset, with_overrides
 from tasks.run.discover import discover
-from tasks.run.episode import process_episode, schemas
+from tasks.run.episode import process_episode
 
 
 def test_side_thread_and_inline_frames_writes_store_the_same_rows(sim_corpus, tmp_path):
@@ -19,7 +19,7 @@ def test_side_thread_and_inline_frames_writes_store_the_same_rows(sim_corpus, tm
         root = str(tmp_path / f"overlap-{overlap}")
         res = process_episode(src, cfg, root, overlap_writes=overlap)
         assert res.status == "ok" and res.n_frames > 0
-        commit_run(root, {res.episode_id: res.fragments}, schemas(cfg), tag="one")
+        commit_run(root, {res.episode_id: res.fragments}, tag="one")
         tables[overlap] = {
             name: open_table(root, name).to_table().drop_columns(["ingested_at"] if name == "episodes" else [])
             for name in ("episodes", "tracks", "samples", "frames")

@@ -22,7 +22,7 @@ def view_dataset(tmp_path_factory) -> tuple[str, str]:
         from storage.dataset import existing_episode_ids
         from storage.writer import commit_run
         from tasks.config import get_preset
-        from tasks.run.episode import failed_result, schemas
+        from tasks.run.episode import failed_result
         from tasks.run.ingest import ingest
         from tasks.sim.generate import generate_corpus
 
@@ -35,7 +35,7 @@ def view_dataset(tmp_path_factory) -> tuple[str, str]:
         (ok_id,) = existing_episode_ids(root)
         broken = EpisodeSource(uri=str(out / "corpus" / "broken.mp4"), episode_id=FAILED_ID, corpus="sim", kind="video")
         failed = failed_result(broken, cfg, root, "decode", "moov atom not found")
-        commit_run(root, {FAILED_ID: failed.fragments}, schemas(cfg), tag="failed-row")
+        commit_run(root, {FAILED_ID: failed.fragments}, tag="failed-row")
         _CACHE[key] = (root, ok_id, out / "corpus")
     return _CACHE[key][:2]
 
