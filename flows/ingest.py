@@ -1,4 +1,4 @@
-"""The `ingest` flow: discover -> extract on Ray -> one commit per table -> indexes -> report.
+"""The `ingest` flow: discover -> extract on Ray -> one atomic commit (storage.writer.commit_run) -> indexes -> report.
 
 Tasks are coarse and pass URIs, ids and fragment metadata, never arrays; per-episode fan-out is
 Ray's job inside `extract`.
