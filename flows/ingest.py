@@ -23,6 +23,8 @@ from prefect.concurrency.sync import concurrency
 from prefect.runtime import flow_run
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from flows.orphans import crash_orphaned_runs
+from storage.runs import run_lease
 from storage.writer import ensure_indexes
 from tasks.config import PRESETS, IngestConfig
 from tasks.run.episode import EpisodeResult, episode_resources
@@ -144,24 +146,31 @@ def ingest(
 ) -> IngestReport:
     """Extract 3D point traces from every new episode in SOURCE into the Lance DATASET."""
     log = get_run_logger()
-    tag = f"ingest-{flow_run.id or uuid.uuid4()}"
-    todo, found = discover_new(source, dataset, config)
-    log.info("%d episodes found, %d new", found, len(todo))
-    work = make_runner(runner, ray_address, num_cpus, retries)
-    results, seconds = extract(todo, dataset, config, work, show_progress) if todo else ([], 0.0)
-    t0 = time.perf_counter()
-    versions = commit_all(dataset, results, config, tag) if results else {}
-    if versions:
-        index(dataset)
-    seconds += time.perf_counter() - t0
-    if versions:
-        preview(dataset, results)  # after the timed work: a look at the data, not part of making it
-    report = summarize(results, dataset, tag, found, found - len(todo), seconds, versions)
-    create_table_artifact(
-        key="ingest-summary",
-        table=[{"item": k, "value": v} for k, v in report.rows()],
-        description=f"ingest {source} -> {dataset}",
-    )
-    for f in report.failures:
-        log.warning("%s %s: %s", f.status, f.source_uri, f.error)
-    return report
+    run_id = str(flow_run.id or uuid.uuid4())
+    try:
+        for orphan in crash_orphaned_runs(dataset):
+            log.warning("flow run %s died without ending; marked CRASHED", orphan)
+    except Exception as exc:  # noqa: BLE001 - bookkeeping of older runs must not stop this one
+        log.warning("could not check for dead runs on %s: %s: %s", dataset, type(exc).__name__, exc)
+    tag = f"ingest-{run_id}"
+    with run_lease(dataset, run_id):  # the next run on this dataset can tell if this process died
+        todo, found = discover_new(source, dataset, config)
+        log.info("%d episodes found, %d new", found, len(todo))
+        work = make_runner(runner, ray_address, num_cpus, retries)
+        results, seconds = extract(todo, dataset, config, work, show_progress) if todo else ([], 0.0)
+        t0 = time.perf_counter()
+        versions = commit_all(dataset, results, config, tag) if results else {}
+        if versions:
+            index(dataset)
+        seconds += time.perf_counter() - t0
+        if versions:
+            preview(dataset, results)  # after the timed work: a look at the data, not part of making it
+        report = summarize(results, dataset, tag, found, found - len(todo), seconds, versions)
+        create_table_artifact(
+            key="ingest-summary",
+            table=[{"item": k, "value": v} for k, v in report.rows()],
+            description=f"ingest {source} -> {dataset}",
+        )
+        for f in report.failures:
+            log.warning("%s %s: %s", f.status, f.source_uri, f.error)
+        return report

@@ -88,3 +88,51 @@ class RunManifest:
             return []
         files = sorted((base / RUNS_DIR).glob("*.json"), key=lambda p: p.stat().st_mtime)
         return [cls(**json.loads(p.read_text())) for p in files]
+
+
+@contextlib.contextmanager
+def run_lease(root: str, run_id: str) -> Iterator[None]:
+    """Held for a run's whole life (`<root>/_runs/<run_id>.lease`, exclusively locked); the kernel drops
+    the lock when the process dies, however it dies, so `dead_leases` can tell a killed run from a live one.
+
+    The file is locked before it gets its name, so no one ever sees it unlocked while the run lives.
+    """
+    base = _local(root)
+    if base is None:
+        yield
+        return
+    (base / RUNS_DIR).mkdir(parents=True, exist_ok=True)
+    path = base / RUNS_DIR / f"{run_id}.lease"
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")
+    with open(tmp, "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        fh.write(str(os.getpid()))
+        fh.flush()
+        os.replace(tmp, path)
+        try:
+            yield
+        finally:
+            path.unlink(missing_ok=True)
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def dead_leases(root: str) -> list[str]:
+    """Run ids whose lease nobody holds any more: their process died without ending the run. Each is
+    removed as it is found, so one caller reports it."""
+    base = _local(root)
+    if base is None or not (base / RUNS_DIR).is_dir():
+        return []
+    dead = []
+    for path in sorted((base / RUNS_DIR).glob("*.lease")):
+        try:
+            fh = open(path)
+        except FileNotFoundError:  # its run just ended
+            continue
+        with fh:
+            try:
+                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                continue  # alive
+            path.unlink(missing_ok=True)
+            dead.append(path.stem)
+    return dead

@@ -155,9 +155,13 @@ def repair_locked(root: str) -> list[str]:
 
 
 def repair(root: str) -> list[str]:
-    """`repair_locked` under the dataset lock: waits for a run that is committing right now."""
+    """`repair_locked` under the dataset lock (waits for a run that is committing right now), then the
+    indexes the dead runs never built; returns the tags of the runs completed."""
     with dataset_lock(root):
-        return repair_locked(root)
+        done = repair_locked(root)
+    if done:
+        ensure_indexes(root)
+    return done
 
 
 # Indexes per table (docs/architecture.md#indexes): (column, kind). Every table gets a BTREE on

@@ -66,8 +66,8 @@ def check_given_depth(ep: Episode) -> Episode:
     where = f"{ep.source.uri}/depth.npy"
     if ep.depth is None:
         raise ConfigurationError(f"{where}: depth backend 'given' needs depth.npy (T,H,W meters), which is missing")
-    unknown = ~np.isfinite(ep.depth)
-    frac = float(np.count_nonzero(unknown)) / max(1, ep.depth.size)
+    per_frame = (~np.isfinite(ep.depth)).reshape(len(ep.depth), -1).mean(axis=1)  # unknown share of each frame
+    frac = float(per_frame.mean()) if len(per_frame) else 0.0
     corrupt = ep.meta.get("depth_corrupt_px")
     if frac > MAX_INVALID_DEPTH_FRACTION:
         detail = ""
@@ -84,7 +84,6 @@ def check_given_depth(ep: Episode) -> Episode:
                 f"{int(corrupt['infinite'][bad].sum())} px infinite, {int(corrupt['negative'][bad].sum())} px negative); "
                 "depth must be meters > 0, with NaN or 0 where unknown"
             )
-    per_frame = unknown.reshape(len(unknown), -1).mean(axis=1)
     bad = np.flatnonzero(per_frame > MAX_INVALID_DEPTH_FRACTION)
     if len(bad):
         raise EpisodeInputError(
