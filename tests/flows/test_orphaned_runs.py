@@ -3,16 +3,11 @@
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
-
-import pytest
 
 from flows.ingest import ingest
 from tasks.config import get_preset, with_overrides
+from tests.faults import kill_at
 
 CONFIG = with_overrides(get_preset("sim"), {"captions.backend": "off"})
 CHILD = (
@@ -36,18 +31,8 @@ def test_a_killed_ingest_run_is_marked_crashed_by_the_next_run(prefect_harness, 
     one = sorted(p for p in Path(sim_corpus).iterdir() if p.is_dir())[0]
     dataset, marker = tmp_path / "traces", tmp_path / "reached"
     before = set(flow_run_states("ingest"))
-    env = {**os.environ, "PREFECT_API_URL": PREFECT_API_URL.value(), "MU0_FAULT": "pause@stage:lift",
-           "MU0_FAULT_MARKER": str(marker)}
-    proc = subprocess.Popen([sys.executable, "-c", CHILD, str(one), str(dataset)], env=env, start_new_session=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    deadline = time.monotonic() + 180
-    while not marker.exists():
-        if proc.poll() is not None:
-            pytest.fail(f"the child run ended before the fault point: {proc.stdout.read()[-3000:]}")
-        assert time.monotonic() < deadline, "the child run never reached the fault point"
-        time.sleep(0.2)
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait(30)
+    env = {**os.environ, "PREFECT_API_URL": PREFECT_API_URL.value()}  # the child reports to this test's server
+    kill_at(CHILD, [str(one), str(dataset)], "stage:lift", marker, env)
     killed = [r for r, s in flow_run_states("ingest").items() if r not in before]
     assert len(killed) == 1 and flow_run_states("ingest")[killed[0]] == "RUNNING"  # what Prefect believes
 

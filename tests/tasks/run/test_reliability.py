@@ -9,10 +9,8 @@ version readable, and `check_dataset` clean.
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import lance
@@ -23,6 +21,7 @@ from storage.dataset import open_table, table_uri
 from storage.schema import TABLES
 from tasks.config import get_preset, with_overrides
 from tasks.run.ingest import ingest
+from tests.faults import REPO, kill_at
 
 CONFIG = with_overrides(get_preset("sim"), {"captions.backend": "off"})  # captions add minutes, not coverage here
 SCRIPT = (
@@ -59,22 +58,13 @@ def child(corpus, root, **fault) -> subprocess.Popen:
     env = {**os.environ, **fault}
     return subprocess.Popen(
         [sys.executable, "-c", SCRIPT, str(corpus), str(root)], env=env, start_new_session=True,
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=Path(__file__).parents[3],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=REPO,
     )
 
 
-def kill_at(corpus, root, point: str, tmp_path) -> None:
+def kill_run_at(corpus, root, point: str, tmp_path) -> None:
     """Run ingest in a child until it reaches `point`, then SIGKILL its process group."""
-    marker = tmp_path / f"reached-{point.replace(':', '-')}"
-    proc = child(corpus, root, MU0_FAULT=f"pause@{point}", MU0_FAULT_MARKER=str(marker))
-    deadline = time.monotonic() + 300
-    while not marker.exists():
-        if proc.poll() is not None:
-            pytest.fail(f"the run ended before reaching {point}: {proc.stdout.read()}")
-        assert time.monotonic() < deadline, f"never reached {point}"
-        time.sleep(0.2)
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait(30)
+    kill_at(SCRIPT, [str(corpus), str(root)], point, tmp_path / f"reached-{point.replace(':', '-')}")
 
 
 @pytest.fixture(scope="module")
@@ -89,7 +79,7 @@ def reference(sim_corpus, tmp_path_factory):
 
 def test_killed_between_table_commits_is_completed_by_the_next_run(sim_corpus, reference, tmp_path):
     root = str(tmp_path / "traces")
-    kill_at(sim_corpus, root, "committed:tracks", tmp_path)
+    kill_run_at(sim_corpus, root, "committed:tracks", tmp_path)
     assert layout(root)["tracks"][0] > 0 and open_table(root, "episodes") is None  # truly half-committed
     broken = failures(root)
     assert any("half-committed" in f for f in broken) and any("tracks" in f for f in broken), broken
@@ -103,7 +93,7 @@ def test_killed_between_table_commits_is_completed_by_the_next_run(sim_corpus, r
 
 def test_killed_during_extraction_leaves_nothing_and_the_rerun_is_whole(sim_corpus, reference, tmp_path):
     root = str(tmp_path / "traces")
-    kill_at(sim_corpus, root, "stage:lift", tmp_path)
+    kill_run_at(sim_corpus, root, "stage:lift", tmp_path)
     assert open_table(root, "episodes") is None
     ingest(str(sim_corpus), root, CONFIG)
     assert layout(root) == reference
