@@ -150,20 +150,24 @@ def check_cli(
     dataset: str = typer.Argument(..., help="Lance dataset root"),
     pairs: int = typer.Option(256, min=1, help="keypoints reprojected through their camera"),
     seed: int = typer.Option(0, help="seed for choosing those keypoints"),
-    repair: bool = typer.Option(False, help="first complete runs that died between table commits (as the next ingest would)"),
+    repair: bool = typer.Option(False, help="first complete runs that died between table commits (as the next ingest "
+                                "would) and delete data files killed runs never committed (when no run is going)"),
 ):
     """Validate DATASET before training: complete runs, unique ids, schema, shapes, pixels, cameras, captions."""
     from rich.markup import escape
 
     from storage.check import check_dataset
     from storage.query import counts
-    from storage.writer import repair as repair_runs
+    from storage.writer import remove_stale_data_files, repair as repair_runs
 
     if not counts(dataset):
         raise fail(f"{dataset} holds no tables (nothing ingested, or the wrong path)")
     if repair:
         for tag in repair_runs(dataset):
             console.print(f"completed run {escape(tag)}", highlight=False)
+        stale = remove_stale_data_files(dataset)
+        if stale:
+            console.print(f"deleted {len(stale)} data files that killed runs never committed", highlight=False)
     findings = check_dataset(dataset, pairs=pairs, seed=seed)
     view = Table(title=f"check {dataset}")
     for c in ("check", "result", "checked", "failed"):

@@ -17,7 +17,7 @@ import pyarrow.compute as pc
 from storage import schema as S
 from storage.dataset import open_table
 from storage.query import leaf_values
-from storage.runs import RunManifest
+from storage.runs import RunManifest, stale_data_files
 
 MAX_EXAMPLES = 5
 MAX_REPROJECTION_PX = 0.5  # keypoints_uv is the reprojection of tracks.xyz through camera t
@@ -175,6 +175,13 @@ def check_pending_runs(tags: list[str]) -> Finding:
     return Finding("runs: none half-committed").record(max(1, len(tags)), [f"run {t} died between table commits" for t in tags])
 
 
+def check_stale_files(stale: list) -> Finding:
+    """No data files left by runs killed before their commit (older than STALE_FRAGMENT_S; `--repair` deletes them)."""
+    return Finding("tables: no stale uncommitted data files").record(
+        max(1, len(stale)), [f"{p} (delete with mu0 check --repair)" for p in stale]
+    )
+
+
 def check_episode_cameras(episodes: pa.Table) -> Finding:
     """ok episodes: finite K, one finite w2c and one frame_index entry per stored frame."""
     f = Finding("episodes: cameras and frame counts")
@@ -300,6 +307,7 @@ def check_dataset(root: str, pairs: int = 256, seed: int = 0) -> list[Finding]:
     sizes = {e: (w, h) for e, w, h in zip(*(episodes[c].to_pylist() for c in ("episode_id", "width", "height")))}
     findings: dict[str, Finding] = {}
     _merge(findings, check_pending_runs([m.tag for m in RunManifest.pending(root)]))
+    _merge(findings, check_stale_files(stale_data_files(root)))
     _merge(findings, check_unique_episodes(episodes["episode_id"].to_pylist()))
     present: dict[str, set[str]] = {}
     for name in S.TABLES:

@@ -19,6 +19,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import lance
+
+from storage.dataset import open_table, table_uri
+from storage.schema import TABLES
+
 RUNS_DIR = "_runs"
 
 
@@ -116,6 +121,27 @@ def run_lease(root: str, run_id: str) -> Iterator[None]:
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
+def _lease_free(path: Path) -> bool | None:
+    """True when nobody holds the lease at `path` (its run died), False when one does, None when it is gone."""
+    try:
+        fh = open(path)
+    except FileNotFoundError:  # its run just ended
+        return None
+    with fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        return True
+
+
+def runs_alive(root: str) -> bool:
+    """Whether some run is working on the dataset now (holds its lease)."""
+    base = _local(root)
+    leases = sorted((base / RUNS_DIR).glob("*.lease")) if base is not None and (base / RUNS_DIR).is_dir() else []
+    return any(_lease_free(p) is False for p in leases)
+
+
 def dead_leases(root: str) -> list[str]:
     """Run ids whose lease nobody holds any more: their process died without ending the run. Each is
     removed as it is found, so one caller reports it."""
@@ -124,15 +150,30 @@ def dead_leases(root: str) -> list[str]:
         return []
     dead = []
     for path in sorted((base / RUNS_DIR).glob("*.lease")):
-        try:
-            fh = open(path)
-        except FileNotFoundError:  # its run just ended
-            continue
-        with fh:
-            try:
-                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                continue  # alive
+        if _lease_free(path):
             path.unlink(missing_ok=True)
             dead.append(path.stem)
     return dead
+
+
+STALE_FRAGMENT_S = 3600.0  # an uncommitted data file older than this belongs to no run still going
+
+
+def stale_data_files(root: str, grace_s: float = STALE_FRAGMENT_S) -> list[Path]:
+    """Data files no version of any table references, older than `grace_s`: rows a killed run wrote
+    and never committed. Younger ones may belong to a run still extracting. Local roots only."""
+    base = _local(root)
+    if base is None:
+        return []
+    now, stale = time.time(), []
+    for name in TABLES:
+        data = Path(table_uri(root, name)) / "data"
+        if not data.is_dir():
+            continue
+        referenced: set[str] = set()
+        ds = open_table(root, name)
+        for v in ds.versions() if ds is not None else []:
+            for frag in lance.dataset(ds.uri, version=v["version"]).get_fragments():
+                referenced.update(Path(f.path).name for f in frag.data_files())
+        stale += [f for f in sorted(data.iterdir()) if f.name not in referenced and now - f.stat().st_mtime > grace_s]
+    return stale

@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Mapping
+from pathlib import Path
 
 import lance
 import pyarrow as pa
@@ -24,7 +25,7 @@ from lance.fragment import FragmentMetadata
 
 from storage.dataset import open_table, table_uri
 from storage.faults import fault_point
-from storage.runs import RunManifest, dataset_lock
+from storage.runs import RunManifest, dataset_lock, runs_alive, stale_data_files
 from storage.schema import FUTURE_LEN, HISTORY_LEN, TABLES, table_schemas
 
 COMMIT_ATTEMPTS = 5
@@ -162,6 +163,18 @@ def repair(root: str) -> list[str]:
     if done:
         ensure_indexes(root)
     return done
+
+
+def remove_stale_data_files(root: str) -> list[Path]:
+    """Delete the data files killed runs left uncommitted (storage.runs.stale_data_files), unless a run
+    is working on the dataset now: its own uncommitted files may be that old. Returns what was deleted."""
+    with dataset_lock(root):
+        if runs_alive(root):
+            return []
+        stale = stale_data_files(root)
+        for path in stale:
+            path.unlink(missing_ok=True)
+    return stale
 
 
 # Indexes per table (docs/architecture.md#indexes): (column, kind). Every table gets a BTREE on

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from typing import Protocol
 
 from storage.dataset import existing_episode_ids
+from storage.runs import run_lease
 from storage.writer import commit_run, ensure_indexes, repair
 from tasks.config import IngestConfig
 from tasks.run.discover import discover
@@ -89,14 +90,15 @@ def ingest(
 
     runner = runner or SequentialRunner()
     tag = tag or f"ingest-{uuid.uuid4()}"
-    todo, found = find_new(source, dataset, config)
-    results: list[EpisodeResult] = []
-    t0 = time.perf_counter()
-    if todo:
-        runner.start(config)
+    with run_lease(dataset, tag):  # `mu0 check --repair` leaves a live run's uncommitted files alone
+        todo, found = find_new(source, dataset, config)
+        results: list[EpisodeResult] = []
         t0 = time.perf_counter()
-        results = runner.extract(todo, config, dataset, on_result)
-    versions = commit_results(dataset, results, config, tag) if results else {}
-    if versions:
-        ensure_indexes(dataset)
+        if todo:
+            runner.start(config)
+            t0 = time.perf_counter()
+            results = runner.extract(todo, config, dataset, on_result)
+        versions = commit_results(dataset, results, config, tag) if results else {}
+        if versions:
+            ensure_indexes(dataset)
     return summarize(results, dataset, tag, found, found - len(todo), time.perf_counter() - t0, versions)

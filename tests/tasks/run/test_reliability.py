@@ -9,6 +9,7 @@ version readable, and `check_dataset` clean.
 from __future__ import annotations
 
 import os
+import time
 import subprocess
 import sys
 from pathlib import Path
@@ -18,7 +19,9 @@ import pytest
 
 from storage.check import check_dataset
 from storage.dataset import open_table, table_uri
+from storage.runs import STALE_FRAGMENT_S, stale_data_files
 from storage.schema import TABLES
+from storage.writer import remove_stale_data_files
 from tasks.config import get_preset, with_overrides
 from tasks.run.ingest import ingest
 from tests.faults import REPO, kill_at
@@ -95,9 +98,19 @@ def test_killed_during_extraction_leaves_nothing_and_the_rerun_is_whole(sim_corp
     root = str(tmp_path / "traces")
     kill_run_at(sim_corpus, root, "stage:lift", tmp_path)
     assert open_table(root, "episodes") is None
+    left = stale_data_files(root, grace_s=0)
+    assert left  # the dead run's frames fragment, written ahead on the side thread, never committed
     ingest(str(sim_corpus), root, CONFIG)
     assert layout(root) == reference
-    assert failures(root) == []
+    assert failures(root) == []  # its files are younger than the grace period: maybe a live run's
+    all_versions_readable(root)
+
+    old = time.time() - 2 * STALE_FRAGMENT_S
+    for path in left:
+        os.utime(path, (old, old))
+    assert any("stale uncommitted" in f for f in failures(root))
+    assert sorted(remove_stale_data_files(root)) == sorted(left)
+    assert failures(root) == [] and layout(root) == reference
     all_versions_readable(root)
 
 
