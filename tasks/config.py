@@ -189,12 +189,15 @@ class IngestConfig(_Frozen):
         return self.model_dump_json(exclude={"corpus": True, "depth": {"device", "batch_size", "gpus"}, "captions": {"gpus"}})
 
 
+# Real-footage presets cap the working width: a 4K source is scaled while decoding, never held whole.
+WORKING_WIDTH = 1280
+
 PRESETS: dict[str, IngestConfig] = {
     "sim": IngestConfig(preset="sim", corpus="sim"),
-    "generic": IngestConfig(preset="generic", decode=DecodeConfig(target_fps=10.0)),
-    "droid": IngestConfig(preset="droid", corpus="droid", decode=DecodeConfig(target_fps=5.0)),
+    "generic": IngestConfig(preset="generic", decode=DecodeConfig(target_fps=10.0, max_width=WORKING_WIDTH)),
+    "droid": IngestConfig(preset="droid", corpus="droid", decode=DecodeConfig(target_fps=5.0, max_width=WORKING_WIDTH)),
     "agibot": IngestConfig(
-        preset="agibot", corpus="agibot", decode=DecodeConfig(target_fps=5.0),
+        preset="agibot", corpus="agibot", decode=DecodeConfig(target_fps=5.0, max_width=WORKING_WIDTH),
         # AgiBot's longer chunks (docs/method.md#stage-7-segmentation-and-captions)
         captions=CaptionConfig(max_chunk_len=300, max_chunks=3),
     ),
