@@ -18,6 +18,7 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, help="μ0 trace pl
 console = Console()
 
 ALL_TASKS = "pick-place,drawer-open,button-press,push,reach"
+TASK_SETS_HELP = "comma-separated Meta-World tasks, or a named set: bench (5), pretrain (40), held-out (10), all (50)"
 
 
 def _config(preset: str, config_file: Optional[Path] = None, settings: Optional[List[str]] = None,
@@ -36,7 +37,7 @@ def _config(preset: str, config_file: Optional[Path] = None, settings: Optional[
 def sim(
     out: Path = typer.Option(..., help="directory to write episode directories into"),
     episodes: int = typer.Option(5, min=1, help="number of episodes"),
-    tasks: str = typer.Option(ALL_TASKS, help="comma-separated Meta-World tasks"),
+    tasks: str = typer.Option(ALL_TASKS, help=TASK_SETS_HELP),
     camera: str = typer.Option("static", help="static | orbit (a smoothly moving camera)"),
     seed: int = typer.Option(0, help="first episode seed"),
     max_steps: int = typer.Option(120, min=10, help="frames per episode at most"),
@@ -46,11 +47,14 @@ def sim(
     """Render a Meta-World corpus (input format 2) with ground truth for grading."""
     from rich.progress import Progress
 
-    from tasks.sim.generate import generate_corpus
+    from tasks.sim.generate import generate_corpus, task_names
 
     if camera not in ("static", "orbit"):
         raise typer.BadParameter("must be 'static' or 'orbit'", param_hint="--camera")
-    names = [t.strip() for t in tasks.split(",") if t.strip()]
+    try:
+        names = task_names(tasks)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--tasks") from None
     with Progress(console=console) as bar:
         job = bar.add_task("render", total=episodes)
         paths = generate_corpus(
@@ -62,7 +66,9 @@ def sim(
 
 @app.command()
 def ingest(
-    source: str = typer.Argument(..., help="a directory, a glob, a manifest file (.txt/.jsonl) or one video"),
+    source: str = typer.Argument(
+        ..., help="a directory, a glob, a manifest file (.txt/.jsonl), one video, or a LeRobot v3 dataset (holds meta/info.json)"
+    ),
     dataset: str = typer.Option("data/traces", help="Lance dataset root (local directory)"),
     preset: str = typer.Option("generic", help="sim | droid | egodex | agibot | generic"),
     corpus: Optional[str] = typer.Option(None, help="corpus label stored with each episode"),
@@ -77,16 +83,25 @@ def ingest(
     config: Optional[Path] = typer.Option(None, "--config", metavar="FILE.yaml", help=CONFIG_HELP),
     settings: Optional[List[str]] = typer.Option(None, "--set", metavar="KEY=VALUE", help=SET_HELP),
     retries: int = typer.Option(2, min=0, help="Ray: times an episode whose worker died (OOM, crash) is retried"),
+    camera: Optional[str] = typer.Option(None, help="LeRobot: the video feature to trace (default: the first one)"),
+    episodes: Optional[str] = typer.Option(None, metavar="0,3,7", help="LeRobot: episode_index values (default: all)"),
 ):
     """Extract 3D traces from SOURCE into the Lance DATASET (new episodes only).
 
     Settings apply in order: the preset, --config FILE, the flags below, --set KEY=VALUE (e.g. --set decode.target_fps=5);
-    `mu0 config show --preset P` prints them all.
+    `mu0 config show --preset P` prints them all. A LeRobot dataset is read like plain video (add --depth depth-anything
+    --pose open3d); --camera and --episodes are shortcuts for --set lerobot.camera=KEY / lerobot.episodes=[0,3,7].
     """
+    try:
+        picked = None if episodes is None else [int(e) for e in episodes.split(",") if e.strip()]
+    except ValueError:
+        raise typer.BadParameter(f"expected episode_index numbers separated by commas (0,3,7), got {episodes!r}",
+                                 param_hint="--episodes") from None
     cfg = _config(preset, config, settings, {
         "--corpus": {"corpus": corpus}, "--depth": {"depth.backend": depth}, "--depth-model": {"depth.model": depth_model},
         "--pose": {"pose.backend": pose}, "--captions": {"captions.backend": captions},
         "--caption-model": {"captions.model": caption_model},
+        "--camera": {"lerobot.camera": camera}, "--episodes": {"lerobot.episodes": picked},
     })
     report = run_ingest(source, dataset, cfg, ray_address, num_cpus, sequential, retries)
     raise typer.Exit(code=0 if report.success else 1)
@@ -178,6 +193,10 @@ from flows.train_cli import evaluate_cli, predict_cli, pretrain_cli  # noqa: E40
 app.command("pretrain")(pretrain_cli)
 app.command("evaluate")(evaluate_cli)
 app.command("predict")(predict_cli)
+
+from flows.rollout_cli import rollout_cli  # noqa: E402
+
+app.command("rollout")(rollout_cli)
 
 from flows.config_cli import config_app  # noqa: E402
 

@@ -261,6 +261,45 @@ def check_caption_coverage(sample_frames: dict[str, np.ndarray], spans: dict[str
     return f.record(checked, bad)
 
 
+def check_demonstration_steps(steps: pa.Table, n_frames: dict[str, int]) -> Finding:
+    """Per episode: steps 0..S-1 once each (a second ingest must not add them again), one state and one action
+    length, and every stored frame it names inside the episode, once.
+
+    steps: episode_id, frame_index, frame, state_len, action_len (one row per demonstrations row).
+    """
+    f = Finding("demonstrations: steps 0..S-1 once, one state/action length, frames inside the episode")
+    eids = np.asarray(steps["episode_id"].to_pylist(), dtype=str)
+    cols = {c: pc.fill_null(steps[c], -1).to_numpy() for c in ("frame_index", "frame", "state_len", "action_len")}
+    order = np.lexsort((cols["frame_index"], eids))
+    eids, cols = eids[order], {c: v[order] for c, v in cols.items()}
+    starts = np.flatnonzero(np.r_[True, eids[1:] != eids[:-1]]) if len(eids) else np.zeros(0, np.int64)
+    bad = []
+    for a, b in zip(starts, [*starts[1:], len(eids)]):
+        e, step, frame = eids[a], cols["frame_index"][a:b], cols["frame"][a:b]
+        frame = frame[frame >= 0]
+        if not np.array_equal(step, np.arange(b - a)):
+            bad.append(f"{_eid(e)}: {b - a} rows for steps {step.min()}..{step.max()} ({len(np.unique(step))} distinct)")
+        elif len(np.unique(cols["state_len"][a:b])) > 1 or len(np.unique(cols["action_len"][a:b])) > 1:
+            bad.append(f"{_eid(e)}: state or action lengths differ between steps")
+        elif len(frame) and (frame.max() >= n_frames.get(e, 0) or len(np.unique(frame)) < len(frame)):
+            bad.append(f"{_eid(e)}: stored frames {frame.min()}..{frame.max()} for n_frames {n_frames.get(e)} (or repeated)")
+    return f.record(len(starts), bad)
+
+
+def _demonstration_steps(root: str) -> pa.Table | None:
+    """The columns check_demonstration_steps reads, list values left out; None without the table."""
+    if open_table(root, "demonstrations") is None:
+        return None
+    parts = [
+        pa.table({
+            "episode_id": b["episode_id"], "frame_index": b["frame_index"], "frame": b["frame"],
+            "state_len": pc.list_value_length(b["state"]), "action_len": pc.list_value_length(b["action"]),
+        })
+        for b in _batches(root, "demonstrations", ["episode_id", "frame_index", "frame", "state", "action"])
+    ]
+    return pa.concat_tables(parts) if parts else None
+
+
 def _cameras(episodes: pa.Table) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     out = {}
     for r in episodes.select(["episode_id", "status", "K", "w2c"]).to_pylist():
@@ -369,6 +408,10 @@ def check_dataset(root: str, pairs: int = 256, seed: int = 0) -> list[Finding]:
         _merge(findings, check_references("captions", sorted(spans), status, ("ok",)))
         ok_frames = {e: np.asarray(v) for e, v in sample_frames.items() if status.get(e) == "ok"}
         _merge(findings, check_caption_coverage(ok_frames, spans))
+    demos = _demonstration_steps(root)
+    if demos is not None:
+        _merge(findings, check_references("demonstrations", demos["episode_id"].to_pylist(), status, ("ok", "rejected")))
+        _merge(findings, check_demonstration_steps(demos, n_frames))
     rows = episodes.select(["episode_id", "status", "n_frames", "n_tracks", "n_samples", "config"]).to_pylist()
     _merge(findings, check_complete_episodes(rows, present))
     return list(findings.values())

@@ -115,8 +115,24 @@ CAPTIONS = pa.schema(
     ]
 )
 
+# A robot demonstration (states and actions) beside an episode's video: one row per step = source frame,
+# whatever the subsampling. `frame` is the stored-frame index t showing the step (null when decode skipped
+# that frame); `frame_index` the step's source frame number (episodes.frame_index[t] == frame_index).
+DEMONSTRATIONS = pa.schema(
+    [
+        pa.field("episode_id", pa.string(), nullable=False),
+        pa.field("frame_index", pa.int32()),  # step = source frame number, 0 ... S-1
+        pa.field("frame", pa.int32()),  # stored-frame index t, null when that frame was not stored
+        pa.field("timestamp", _f32),  # s from the episode's first step
+        pa.field("state", pa.list_(_f32)),  # the same length in every row of an episode (may be 0)
+        pa.field("action", pa.list_(_f32)),
+        pa.field("fps", _f32),  # steps per second (the source rate); 0 if unknown
+        pa.field("source_episode_index", pa.int64()),  # LeRobot episode_index; null for an episode directory
+    ]
+)
+
 # The one table registry: every writer, reader and check goes through these two names.
-TABLES = ("episodes", "tracks", "samples", "frames", "captions")
+TABLES = ("episodes", "tracks", "samples", "frames", "captions", "demonstrations")
 
 
 def table_schemas(future_len: int = FUTURE_LEN, history_len: int = HISTORY_LEN) -> dict[str, pa.Schema]:
@@ -127,4 +143,5 @@ def table_schemas(future_len: int = FUTURE_LEN, history_len: int = HISTORY_LEN) 
         "samples": samples_schema(future_len, history_len),
         "frames": FRAMES,
         "captions": CAPTIONS,
+        "demonstrations": DEMONSTRATIONS,
     }

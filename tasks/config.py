@@ -170,6 +170,15 @@ class RetargetConfig(_Frozen):
     min_future_steps: int = Field(2, ge=1, description="frames with fewer valid future steps are skipped")
 
 
+class LeRobotConfig(_Frozen):
+    """How a LeRobot v3 dataset is read (docs/architecture.md#input-format-3-lerobot); other sources ignore it."""
+
+    camera: str | None = Field(None, description="video feature whose frames are traced; None: the first one in meta/info.json")
+    episodes: tuple[int, ...] | None = Field(None, description="episode_index values to ingest; None: every episode")
+    state_key: str | None = Field("observation.state", description="feature stored as demonstrations.state; None: none")
+    action_key: str | None = Field("action", description="feature stored as demonstrations.action; None: none")
+
+
 class IngestConfig(_Frozen):
     preset: str = Field("generic", description="name of the preset these settings came from")
     corpus: str = Field("", description="corpus label stored with every episode")
@@ -182,11 +191,17 @@ class IngestConfig(_Frozen):
     filter: FilterConfig = FilterConfig()
     retarget: RetargetConfig = RetargetConfig()
     captions: CaptionConfig = CaptionConfig()
+    lerobot: LeRobotConfig = LeRobotConfig()
     jpeg_quality: int = Field(90, ge=10, le=100, description="quality of the stored frames")
 
     def extraction_key(self) -> str:
-        """The settings that change extracted data (part of the episode id); labels and resources do not."""
-        return self.model_dump_json(exclude={"corpus": True, "depth": {"device", "batch_size", "gpus"}, "captions": {"gpus"}})
+        """The settings that change extracted data (part of the episode id); labels and resources do not.
+
+        `lerobot` is left out: it only matters to LeRobot sources, whose ids add the settings that change
+        an episode's data (camera, keys) themselves (tasks/run/lerobot_sources.py), so other ids stay as they were.
+        """
+        exclude = {"corpus": True, "lerobot": True, "depth": {"device", "batch_size", "gpus"}, "captions": {"gpus"}}
+        return self.model_dump_json(exclude=exclude)
 
 
 # Real-footage presets cap the working width: a 4K source is scaled while decoding, never held whole.

@@ -18,15 +18,54 @@ PIPELINE_VERSION = "0.1.0"
 
 
 @dataclass(frozen=True)
-class EpisodeSource:
-    """One discovered input: a video file or an episode directory (input formats 1-2,
-    docs/architecture.md#input-formats)."""
+class LeRobotPart:
+    """Where one LeRobot v3 episode lives, resolved once by discovery so workers never re-read the metadata.
 
-    uri: str
-    episode_id: str  # sha256 of the source bytes + extraction config
+    `video` is the camera's mp4 shared with other episodes; the episode is its [from_s, to_s) slice.
+    `data` is the parquet holding the episode's rows (with other episodes'); `index` its `episode_index`.
+    """
+
+    root: str
+    index: int
+    camera: str
+    video: str
+    from_s: float
+    to_s: float
+    data: str
+    length: int  # frames (= data rows) of the episode
+    fps: float
+
+
+@dataclass(frozen=True)
+class EpisodeSource:
+    """One discovered input: a video file, an episode directory or one episode of a LeRobot dataset (input
+    formats 1-3, docs/architecture.md#input-formats)."""
+
+    uri: str  # a LeRobot episode: "<root>#episode=<index>&camera=<key>"
+    episode_id: str  # sha256 of the source bytes (LeRobot: its metadata) + extraction config
     corpus: str = ""
     preset: str = "generic"
-    kind: str = "dir"  # "video" | "dir"
+    kind: str = "dir"  # "video" | "dir" | "lerobot"
+    lerobot: LeRobotPart | None = None  # kind "lerobot" only
+
+
+@dataclass(frozen=True)
+class EpisodeDemo:
+    """The robot demonstration beside an episode's video: one step per *source* frame (not subsampled).
+
+    Step i goes with source frame i (`Episode.frame_index` says which of them were stored). Either array
+    may have zero columns when the source gives only the other (sim `actions.npy` without `states.npy`).
+    """
+
+    states: np.ndarray  # (S, Ds) float32
+    actions: np.ndarray  # (S, Da) float32
+    timestamps_s: np.ndarray  # (S,) float64, seconds from the first step; NaN when the rate is unknown
+    fps: float  # steps per second; 0 when unknown
+    source_index: int | None = None  # LeRobot episode_index; None for an episode directory
+
+    @property
+    def n_steps(self) -> int:
+        return int(len(self.states))
 
 
 @dataclass(frozen=True)
@@ -70,6 +109,7 @@ class Episode:
     depth_source: str = ""
     pose_source: str = ""
     meta: dict[str, Any] = field(default_factory=dict)
+    demo: EpisodeDemo | None = None  # states and actions (sim actions.npy/states.npy, LeRobot columns)
     # keypoints
     gray: np.ndarray | None = None  # (T, H, W) uint8, made by keypoints for the tracker (dropped after it)
     seed_uv: np.ndarray | None = None  # (S, 2) float32 first-frame query proposals (stage 2), consumed by track

@@ -1,4 +1,4 @@
-"""Stage 0: read an episode's files (video, depth, cameras, meta) and subsample to the preset's rate.
+"""Stage 0: read an episode's files (video, depth, cameras, meta, demonstration) and subsample to the preset's rate.
 
 Every check names the file and the cause, so a bad input becomes a readable `failed` row. The cheap
 ones (container and stream header, depth.npy's header, cameras.npz, meta.json, enough frames) run
@@ -13,6 +13,8 @@ dropped frames make real phone clips do this; up to 2% of the announced count ro
 5; more is a truncated file), and a variable frame rate. Notes reach the episodes row as
 `errors["decode_note"]` while the status stays "ok" (caption fall-backs do the same under "captions").
 Each stored frame's time (seconds from the first decoded frame) is kept in `ep.meta["timestamps_s"]`.
+A demonstration (states/actions) is kept whole, one step per source frame, whatever the subsampling.
+One episode of a LeRobot dataset is read by tasks/extract/lerobot_episode.py.
 """
 
 from __future__ import annotations
@@ -21,9 +23,12 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 
-from tasks.config import DecodeConfig, IngestConfig
-from tasks.extract.episode_files import check_depth_header, load_meta, meta_fps, read_cameras, read_depth
+from tasks.config import DecodeConfig, IngestConfig, LeRobotConfig
+from tasks.extract.episode_files import (
+    check_demo_headers, check_depth_header, load_meta, meta_fps, read_cameras, read_demo, read_depth,
+)
 from tasks.extract.intrinsics import intrinsics_from_metadata, resize_intrinsics, video_metadata
+from tasks.extract.lerobot_episode import precheck_lerobot, read_lerobot
 from tasks.extract.video import (
     FrameCount, Video, check_enough_frames, frame_files, probe_video, read_frame_dir, read_image, read_video,
     short_frames_tolerated,
@@ -36,15 +41,18 @@ NOTE_KEY = "decode_note"  # errors[NOTE_KEY]: what decode tolerated in an episod
 
 @dataclass(frozen=True)
 class DecodeSettings:
-    """What stage 0 reads from the ingest config: its own section and the shortest episode worth decoding."""
+    """What stage 0 reads from the ingest config: its own section, the shortest episode worth decoding, and
+    which columns of a LeRobot episode are its demonstration."""
 
     decode: DecodeConfig
     min_frames: int = 1  # TrackConfig.min_visible_frames: fewer stored frames cannot hold a single trace
-
+    lerobot: LeRobotConfig = LeRobotConfig()
 
 
 def precheck_source(src: EpisodeSource, cfg: DecodeConfig, min_frames: int = 1) -> None:
-    """Every refusal that needs no decoding: headers of the video and depth.npy, cameras.npz, meta.json."""
+    """Every refusal that needs no decoding: headers of the video, depth.npy and the demonstration, cameras.npz, meta.json."""
+    if src.kind == "lerobot":
+        return precheck_lerobot(src, cfg, min_frames)
     path = Path(src.uri)
     if src.kind == "video":
         info = probe_video(path)
@@ -69,14 +77,21 @@ def precheck_source(src: EpisodeSource, cfg: DecodeConfig, min_frames: int = 1) 
         check_depth_header(path / "depth.npy", count, src_hw)
     if (path / "cameras.npz").exists():
         read_cameras(path / "cameras.npz", count)
+    check_demo_headers(path, count)
 
 
-def decode(src: EpisodeSource, cfg: DecodeConfig, min_frames: int = 1) -> Episode:
-    """Read one episode (input format 1 or 2) into an Episode with frames and whatever depth and cameras it has.
+def decode(
+    src: EpisodeSource, cfg: DecodeConfig, min_frames: int = 1, lerobot: LeRobotConfig = LeRobotConfig()
+) -> Episode:
+    """Read one episode (input format 1, 2 or 3) into an Episode with frames and whatever depth, cameras and
+    demonstration it has.
 
     Depth is read leniently (any share of unknown pixels): whether given depth is required, and how
     complete it must be, is the depth stage's rule; likewise given cameras for the pose stage.
     """
+    if src.kind == "lerobot":
+        video, meta, K, demo = read_lerobot(src, cfg, lerobot, min_frames)
+        return _episode(src, video, meta, K=K).replace(demo=demo)
     path = Path(src.uri)
     if src.kind == "video":
         video = read_video(path, cfg, min_frames)
@@ -114,7 +129,8 @@ def decode(src: EpisodeSource, cfg: DecodeConfig, min_frames: int = 1) -> Episod
             K, meta = found[0], {**meta, "intrinsics": found[1]}
     if K is not None:
         K = resize_intrinsics(K, video.src_size, size)
-    return _episode(src, video, meta, K=K, depth=depth, w2c=w2c)
+    demo = read_demo(path, video.count, fps_in_meta or video.src_fps)
+    return _episode(src, video, meta, K=K, depth=depth, w2c=w2c).replace(demo=demo)
 
 
 def _episode(src: EpisodeSource, video: Video, meta: dict, **arrays) -> Episode:
@@ -142,10 +158,10 @@ class Decode(Stage[DecodeSettings]):
     name = "decode"
 
     def settings(self, cfg: IngestConfig) -> DecodeSettings:
-        return DecodeSettings(cfg.decode, cfg.track.min_visible_frames)
+        return DecodeSettings(cfg.decode, cfg.track.min_visible_frames, cfg.lerobot)
 
     def precheck(self, src: EpisodeSource, settings: DecodeSettings) -> None:
         precheck_source(src, settings.decode, settings.min_frames)
 
     def run(self, ep: Episode, settings: DecodeSettings) -> Episode:
-        return decode(ep.source, settings.decode, settings.min_frames)
+        return decode(ep.source, settings.decode, settings.min_frames, settings.lerobot)

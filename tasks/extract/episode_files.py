@@ -1,4 +1,4 @@
-"""The files beside an episode's video (input format 2): depth.npy, cameras.npz, meta.json.
+"""The files beside an episode's video (input format 2): depth.npy, cameras.npz, meta.json, actions.npy, states.npy.
 
 Headers are checked before anything is decoded (stage 0's precheck); every refusal names the file and
 the cause. Per-frame arrays may match the decoded or the announced frame count (see video.FrameCount).
@@ -17,6 +17,7 @@ import numpy as np
 from tasks.errors import EpisodeInputError
 from tasks.extract.intrinsics import check_pinhole
 from tasks.extract.video import FrameCount
+from tasks.types import EpisodeDemo
 
 _NPY_MAGIC = b"\x93NUMPY"
 
@@ -157,3 +158,47 @@ def meta_fps(meta: dict, where: Path) -> float:
     if not (math.isfinite(fps) and fps >= 0):
         raise EpisodeInputError(f"{where}: fps must be a positive number, got {meta['fps']!r}")
     return fps
+
+
+DEMO_FILES = ("states.npy", "actions.npy")  # (S, D) each, one step per source frame
+
+
+def check_demo_headers(folder: Path, count: FrameCount | None) -> int | None:
+    """Steps of the demonstration in `folder` (None without one), from the .npy headers alone.
+
+    Each file present must be a numeric (S,) or (S, D) array with one step per source frame, and both the
+    same length, or the episode is refused naming the file (a demonstration off by frames is misaligned).
+    """
+    steps: dict[str, int] = {}
+    for name in DEMO_FILES:
+        path = folder / name
+        if not path.exists():
+            continue
+        shape, dtype = npy_header(path)
+        if len(shape) not in (1, 2) or not (np.issubdtype(dtype, np.number) or dtype == np.bool_):
+            raise EpisodeInputError(f"{path}: {dtype} array of shape {shape}; expected numbers (S, D), one row per frame")
+        if count is not None and shape[0] not in count:
+            raise EpisodeInputError(
+                f"{path}: {shape[0]} steps for a video of {count.n} frames; it needs one row per source frame"
+            )
+        steps[name] = shape[0]
+    if len(set(steps.values())) > 1:
+        raise EpisodeInputError(f"{folder}: states.npy has {steps['states.npy']} steps, actions.npy {steps['actions.npy']}")
+    return next(iter(steps.values()), None)
+
+
+def read_demo(folder: Path, count: FrameCount, fps: float) -> EpisodeDemo | None:
+    """states.npy / actions.npy as float32 (S, D) (a missing one as (S, 0)); None when neither exists.
+
+    Step i is source frame i, at i / fps seconds (NaN when the rate is unknown).
+    """
+    steps = check_demo_headers(folder, count)
+    if steps is None:
+        return None
+    arrays = {}
+    for name in DEMO_FILES:
+        path = folder / name
+        a = np.load(path, allow_pickle=False).astype(np.float32) if path.exists() else np.zeros((steps, 0), np.float32)
+        arrays[name] = a if a.ndim == 2 else a[:, None]
+    times = np.arange(steps, dtype=np.float64) / fps if fps else np.full(steps, np.nan)
+    return EpisodeDemo(states=arrays["states.npy"], actions=arrays["actions.npy"], timestamps_s=times, fps=float(fps))

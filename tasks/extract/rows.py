@@ -1,9 +1,11 @@
-"""Convert one processed Episode into rows of the episodes / tracks / samples / frames tables.
+"""Convert one processed Episode into rows of the episodes / tracks / samples / frames / captions /
+demonstrations tables.
 
 Which tables an episode reaches depends on its status: every episode gets its `episodes` row
 (errors are data); "rejected" episodes (ran through, failed a quality check) keep their tracks and
 frames so the rejection can be inspected, but give no training samples; "failed" episodes give
-the `episodes` row only. Numbers are stored as float32; `frame` everywhere is the stored-frame
+the `episodes` row only. A demonstration (states and actions) goes with its episode's frames: "ok" and
+"rejected" episodes keep it, whole, one row per source frame. Numbers are stored as float32; `frame` everywhere is the stored-frame
 index t (0..n_frames-1), `frame_index` maps it back to source frame numbers.
 """
 
@@ -30,6 +32,12 @@ def _fixed(values: np.ndarray, width: int, dtype=pa.float32()) -> pa.Array:
 
 def _ragged(child: pa.Array, offsets: np.ndarray) -> pa.Array:
     return pa.ListArray.from_arrays(pa.array(offsets, pa.int32()), child)
+
+
+def _lists(values: np.ndarray) -> pa.Array:
+    """(n, D) array -> list<float32> with D entries per row (D may be 0)."""
+    n, width = values.shape
+    return _ragged(pa.array(np.ascontiguousarray(values, np.float32).reshape(-1), pa.float32()), np.arange(n + 1) * width)
 
 
 def _or(values: np.ndarray | None, n: int, fill) -> np.ndarray:
@@ -146,6 +154,32 @@ def caption_rows(ep: Episode) -> pa.Table:
     return ep.captions.to_table(ep.source.episode_id)
 
 
+def demonstration_rows(ep: Episode) -> pa.Table:
+    """One row per step of the episode's demonstration; `frame` is null where decode skipped the step's frame."""
+    d = ep.demo
+    if ep.status == "failed" or d is None or d.n_steps == 0:
+        return S.DEMONSTRATIONS.empty_table()
+    n = d.n_steps
+    stored = np.full(n, -1, np.int32)
+    if ep.frame_index is not None:
+        index = np.asarray(ep.frame_index)
+        inside = index < n
+        stored[index[inside]] = np.flatnonzero(inside)
+    return pa.table(
+        {
+            "episode_id": pa.array([ep.source.episode_id] * n),
+            "frame_index": pa.array(np.arange(n, dtype=np.int32)),
+            "frame": pa.array(stored, pa.int32(), mask=stored < 0),
+            "timestamp": pa.array(d.timestamps_s.astype(np.float32)),
+            "state": _lists(d.states),
+            "action": _lists(d.actions),
+            "fps": pa.array(np.full(n, d.fps, np.float32)),
+            "source_episode_index": pa.array([d.source_index] * n, pa.int64()),
+        },
+        schema=S.DEMONSTRATIONS,
+    )
+
+
 def episode_tables(ep: Episode, cfg: IngestConfig, skip: tuple[str, ...] = ()) -> dict[str, pa.Table]:
     """Rows for every table but `skip`; a failed episode gives its `episodes` row only (nothing is lost)."""
     builders = {
@@ -154,5 +188,6 @@ def episode_tables(ep: Episode, cfg: IngestConfig, skip: tuple[str, ...] = ()) -
         "samples": lambda: sample_rows(ep, cfg),
         "frames": lambda: frame_rows(ep, cfg),
         "captions": lambda: caption_rows(ep),
+        "demonstrations": lambda: demonstration_rows(ep),
     }
     return {name: build() for name, build in builders.items() if name not in skip}

@@ -4,6 +4,11 @@ Frames are scaled to the working width as each one is decoded, so a 4K source is
 resolution. Tolerated, with a note: a container announcing a few more frames than it decodes (edit
 lists and dropped frames; up to 2% of the announced count rounded up, at most 5) and a variable frame
 rate; each stored frame's time is kept. Every refusal names the file and the cause.
+
+A time window reads one episode out of a file that holds several (LeRobot v3 concatenates episodes per
+camera): seek to the keyframe before it, drop earlier frames, stop at its end. A frame belongs to the
+window [start, end) when its time is within half a frame interval of it, so timestamps that jitter or
+were rounded still select the right frames.
 """
 
 from __future__ import annotations
@@ -37,6 +42,7 @@ class VideoInfo:
     height: int
     frames: int  # announced frame count; 0 when the container does not say
     fps: float
+    duration_s: float = 0.0  # of the stream (or container); 0 when unknown
 
 
 @dataclass(frozen=True)
@@ -64,6 +70,7 @@ class Video:
     count: FrameCount  # frames in the source, and the lengths of per-frame arrays that match it
     timestamps_s: np.ndarray | None = None  # (T,) seconds from the first decoded frame
     notes: tuple[str, ...] = ()
+    src_fps: float = 0.0  # of the source frames; 0 when unknown
 
 
 def subsample_stride(src_fps: float, target_fps: float | None) -> int:
@@ -175,7 +182,11 @@ def probe_video(path: Path) -> VideoInfo:
                 raise EpisodeInputError(f"{path}: no video stream" + (f"; it holds only {held}" if held else ""))
             s = container.streams.video[0]
             fps = float(s.average_rate or s.guessed_rate or 0.0)
-            return VideoInfo(int(s.codec_context.width), int(s.codec_context.height), int(s.frames or 0), fps)
+            if s.duration and s.time_base:
+                duration = float(s.duration * s.time_base)
+            else:
+                duration = container.duration / av.time_base if container.duration else 0.0
+            return VideoInfo(int(s.codec_context.width), int(s.codec_context.height), int(s.frames or 0), fps, duration)
     except (av.error.FFmpegError, UnicodeDecodeError) as exc:
         raise EpisodeInputError(f"{path}: {_unreadable(path, exc)}") from exc
 
@@ -197,9 +208,33 @@ def _timestamps(pts: list, time_base, index: list[int], where: Path) -> tuple[np
     return t[index], note
 
 
-def read_video(path: Path, cfg: DecodeConfig, min_frames: int = 1) -> Video:
-    """Decode with PyAV, scaling each kept frame to the working size as it comes (never holding full-size frames)."""
-    probe_video(path)
+def check_window(path: Path, info: VideoInfo, window: tuple[float, float]) -> None:
+    """Refuse a time window [start, end) s that is empty or reaches outside the file (half a frame of slack)."""
+    start, end = window
+    slack = 0.5 / info.fps if info.fps else 1e-3
+    if not (math.isfinite(start) and math.isfinite(end)) or start < -slack or end - start < slack:
+        raise EpisodeInputError(f"{path}: the time range [{start:g}, {end:g}) s is not a span of the video")
+    if info.duration_s and end > info.duration_s + slack:
+        raise EpisodeInputError(
+            f"{path}: the time range [{start:g}, {end:g}) s lies outside the file, which holds "
+            f"{info.duration_s:g} s ({info.frames or 'an unknown number of'} frames)"
+        )
+
+
+def _seek(container, stream, start_s: float) -> None:
+    """Go to the keyframe at or before `start_s` (frames before the window are then decoded and dropped)."""
+    if start_s > 0 and stream.time_base:
+        container.seek(int(start_s / stream.time_base), stream=stream, backward=True)
+
+
+def read_video(path: Path, cfg: DecodeConfig, min_frames: int = 1, window: tuple[float, float] | None = None) -> Video:
+    """Decode with PyAV, scaling each kept frame to the working size as it comes (never holding full-size frames).
+
+    With `window` = (start, end) seconds only the frames in [start, end) are read, numbered from 0.
+    """
+    info = probe_video(path)
+    if window is not None:
+        check_window(path, info, window)
     frames: list[np.ndarray] = []
     index: list[int] = []
     pts: list = []
@@ -210,14 +245,25 @@ def read_video(path: Path, cfg: DecodeConfig, min_frames: int = 1) -> Video:
             stream.thread_type = "AUTO"
             stream.thread_count = DECODE_THREADS  # 0 = FFmpeg decides; Ray workers ask for 1
             src_fps = float(stream.average_rate or stream.guessed_rate or 0.0)
-            expected = int(stream.frames or 0)
+            expected = int(stream.frames or 0) if window is None else 0  # a window's count is its caller's check
             stride = subsample_stride(src_fps, cfg.target_fps)
+            half = 0.5 / src_fps if src_fps else 1e-3
+            if window is not None:
+                _seek(container, stream, window[0] - half)
             # One reformatter for the whole video: `frame.to_ndarray(format=...)` builds a new
             # swscale context per frame, which costs more than decoding a small frame.
             rgb = VideoReformatter()
             src_size = size = (0, 0)
             try:
                 for frame in container.decode(stream):
+                    if window is not None:
+                        t = frame.time
+                        if t is None:
+                            raise EpisodeInputError(f"{path}: frames without timestamps; a time range cannot be cut")
+                        if t < window[0] - half:
+                            continue
+                        if t >= window[1] - half:
+                            break
                     if n == 0:
                         src_size = (frame.width, frame.height)
                         size = working_size(*src_size, cfg.max_width)
@@ -248,7 +294,8 @@ def read_video(path: Path, cfg: DecodeConfig, min_frames: int = 1) -> Video:
     except (av.error.FFmpegError, UnicodeDecodeError) as exc:
         raise EpisodeInputError(f"{path}: {_unreadable(path, exc)}") from exc
     if not frames:
-        raise EpisodeInputError(f"{path}: no decodable frames (the file is truncated or not a video)")
+        span = "" if window is None else f" in [{window[0]:g}, {window[1]:g}) s"
+        raise EpisodeInputError(f"{path}: no decodable frames{span} (the file is truncated or not a video)")
     notes = []
     lengths = {n}
     if expected > n:
@@ -273,6 +320,7 @@ def read_video(path: Path, cfg: DecodeConfig, min_frames: int = 1) -> Video:
         count=FrameCount(n, frozenset(lengths)),
         timestamps_s=times,
         notes=tuple(notes),
+        src_fps=src_fps,
     )
 
 
@@ -316,4 +364,5 @@ def read_frame_dir(path: Path, cfg: DecodeConfig, fps: float, min_frames: int = 
         fps=fps / stride if fps else 0.0,
         src_size=src_size,
         count=FrameCount(len(files), frozenset({len(files)})),
+        src_fps=fps,
     )

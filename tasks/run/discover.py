@@ -2,6 +2,8 @@
 
 The id is the sha256 of the episode's bytes plus the extraction settings, so the same video
 ingested with other settings is a new episode while a re-run finds what is already stored.
+A LeRobot v3 dataset (a directory holding meta/info.json) stands for its episodes, one source each,
+with ids from its metadata (tasks/run/lerobot_sources.py): hashing terabytes per run is not an option.
 A symlink loop among the entries looked at (a -> b -> a, or a link to a directory above it) is
 refused with its name: followed, it would hang a recursive glob or crash path resolution.
 """
@@ -18,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tasks.config import IngestConfig
+from tasks.run.lerobot_sources import LeRobotSourceError, is_lerobot_root, lerobot_sources
 from tasks.types import EpisodeSource
 
 VIDEO_SUFFIXES = {".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v"}
@@ -69,10 +72,13 @@ def _children(path: Path) -> list[Path]:
 
 
 def _candidates(path: Path) -> list[Path]:
-    if is_episode_dir(path):
+    if is_episode_dir(path) or is_lerobot_root(path):
         return [path]
     if path.is_dir():
-        return [c for c in _children(path) if is_episode_dir(c) or (c.is_file() and c.suffix.lower() in VIDEO_SUFFIXES)]
+        return [
+            c for c in _children(path)
+            if is_episode_dir(c) or is_lerobot_root(c) or (c.is_file() and c.suffix.lower() in VIDEO_SUFFIXES)
+        ]
     if path.is_file() and path.suffix.lower() in VIDEO_SUFFIXES:
         return [path]
     return []
@@ -174,8 +180,8 @@ def resolve_paths(source: str) -> list[Path]:
     unique = sorted({p.resolve() for p in found})
     if not unique:
         raise SourceError(
-            f"no episodes in {source!r}: expected video files ({', '.join(sorted(VIDEO_SUFFIXES))}) "
-            "or episode directories holding video.mp4 or frames/"
+            f"no episodes in {source!r}: expected video files ({', '.join(sorted(VIDEO_SUFFIXES))}), "
+            "episode directories holding video.mp4 or frames/, or LeRobot datasets holding meta/info.json"
         )
     return unique
 
@@ -201,19 +207,21 @@ def content_hash(path: Path, extra: str = "") -> str:
 
 
 def discover(source: str, cfg: IngestConfig) -> list[EpisodeSource]:
-    """EpisodeSource rows for everything in `source`."""
+    """EpisodeSource rows for everything in `source`, in path order (a LeRobot dataset's episodes by index)."""
     key = cfg.extraction_key()
     paths = resolve_paths(source)
+    files = [p for p in paths if not is_lerobot_root(p)]
     # sha256 releases the GIL on large updates: hash several episodes at once (I/O and CPU bound).
-    with ThreadPoolExecutor(max_workers=max(1, min(len(paths), os.cpu_count() or 1, 8))) as pool:
-        ids = list(pool.map(lambda p: content_hash(p, key), paths))
-    return [
-        EpisodeSource(
-            uri=str(p),
-            episode_id=episode_id,
-            corpus=cfg.corpus,
-            preset=cfg.preset,
-            kind="dir" if p.is_dir() else "video",
-        )
-        for p, episode_id in zip(paths, ids)
-    ]
+    with ThreadPoolExecutor(max_workers=max(1, min(len(files), os.cpu_count() or 1, 8))) as pool:
+        ids = dict(zip(files, pool.map(lambda p: content_hash(p, key), files)))
+    out: list[EpisodeSource] = []
+    for p in paths:
+        if p in ids:
+            kind = "dir" if p.is_dir() else "video"
+            out.append(EpisodeSource(uri=str(p), episode_id=ids[p], corpus=cfg.corpus, preset=cfg.preset, kind=kind))
+            continue
+        try:
+            out += lerobot_sources(p, cfg)
+        except LeRobotSourceError as exc:
+            raise SourceError(str(exc)) from None
+    return out

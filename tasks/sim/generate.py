@@ -34,12 +34,77 @@ from tasks.sim.camera import FreeCamera, free_camera_K, orbit_camera, scene_w2c 
 FPS = 20
 SUCCESS_TAIL = 8
 INSTRUCTIONS = {
-    "pick-place": "pick up the puck and place it at the goal",
-    "drawer-open": "open the drawer",
+    "assembly": "put the ring on the peg",
+    "basketball": "dunk the ball into the basket",
+    "bin-picking": "move the puck from one bin to the other",
+    "box-close": "put the lid on the box",
+    "button-press-topdown": "press the button from the top",
+    "button-press-topdown-wall": "press the button from the top behind the wall",
     "button-press": "press the button",
+    "button-press-wall": "press the button behind the wall",
+    "coffee-button": "push the button on the coffee machine",
+    "coffee-pull": "pull the mug from the coffee machine",
+    "coffee-push": "push the mug under the coffee machine",
+    "dial-turn": "turn the dial",
+    "disassemble": "pick the ring off the peg",
+    "door-close": "close the door",
+    "door-lock": "lock the door by turning the lock",
+    "door-open": "open the door",
+    "door-unlock": "unlock the door by turning the lock",
+    "hand-insert": "insert the gripper into the hole",
+    "drawer-close": "close the drawer",
+    "drawer-open": "open the drawer",
+    "faucet-open": "turn the faucet on",
+    "faucet-close": "turn the faucet off",
+    "hammer": "hammer the nail into the wall",
+    "handle-press-side": "press the handle down sideways",
+    "handle-press": "press the handle down",
+    "handle-pull-side": "pull the handle up sideways",
+    "handle-pull": "pull the handle up",
+    "lever-pull": "pull the lever up",
+    "pick-place-wall": "pick up the puck and place it at the goal behind the wall",
+    "pick-out-of-hole": "pick the peg out of the hole",
+    "pick-place": "pick up the puck and place it at the goal",
+    "plate-slide": "slide the plate into the cabinet",
+    "plate-slide-side": "slide the plate into the cabinet sideways",
+    "plate-slide-back": "slide the plate out of the cabinet",
+    "plate-slide-back-side": "slide the plate out of the cabinet sideways",
+    "peg-insert-side": "insert the peg into the hole sideways",
+    "peg-unplug-side": "unplug the peg sideways",
+    "soccer": "kick the ball into the goal",
+    "stick-push": "push the thermos with the stick",
+    "stick-pull": "pull the thermos with the stick",
     "push": "push the puck to the goal",
+    "push-wall": "push the puck to the goal around the wall",
+    "push-back": "pull the puck back to the goal",
     "reach": "reach the goal position with the gripper",
+    "reach-wall": "reach the goal position over the wall",
+    "shelf-place": "pick up the puck and place it on the shelf",
+    "sweep-into": "sweep the puck into the hole",
+    "sweep": "sweep the puck off the table",
+    "window-open": "slide the window open",
+    "window-close": "slide the window closed",
 }
+BENCH_TASKS = ["pick-place", "drawer-open", "button-press", "push", "reach"]
+HELD_OUT_TASKS = sorted(INSTRUCTIONS)[2::5]
+"""Every fifth task in name order (starting at the third), never in a pretraining corpus of the benchmarks:
+fixed by rule, not picked by how well a model does on them."""
+PRETRAIN_TASKS = [t for t in sorted(INSTRUCTIONS) if t not in HELD_OUT_TASKS]
+TASK_SETS = {"bench": BENCH_TASKS, "pretrain": PRETRAIN_TASKS, "held-out": HELD_OUT_TASKS, "all": sorted(INSTRUCTIONS)}
+
+
+def task_names(spec: str) -> list[str]:
+    """`pick-place,reach` or a named set from TASK_SETS; unknown names are refused before anything renders."""
+    names = [t.strip().removesuffix("-v3") for t in spec.split(",") if t.strip()]
+    if len(names) == 1 and names[0] in TASK_SETS:
+        return list(TASK_SETS[names[0]])
+    unknown = [t for t in names if t not in INSTRUCTIONS]
+    if unknown or not names:
+        raise ValueError(f"unknown Meta-World task(s) {unknown or spec!r}; named sets: {', '.join(TASK_SETS)}; "
+                         f"tasks: {', '.join(sorted(INSTRUCTIONS))}")
+    return names
+
+
 _RENDER_OFF = (mujoco.mjtRndFlag.mjRND_SHADOW, mujoco.mjtRndFlag.mjRND_REFLECTION, mujoco.mjtRndFlag.mjRND_SKYBOX)
 
 

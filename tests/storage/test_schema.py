@@ -61,5 +61,13 @@ def test_captions_contract():
     ]
 
 
+def test_demonstrations_contract():
+    assert columns(S.DEMONSTRATIONS) == [
+        ("episode_id", STR), ("frame_index", I32), ("frame", I32), ("timestamp", F32),
+        ("state", pa.list_(F32)), ("action", pa.list_(F32)), ("fps", F32), ("source_episode_index", pa.int64()),
+    ]
+
+
 def test_every_table_has_a_schema():
-    assert S.TABLES == ("episodes", "tracks", "samples", "frames", "captions")
+    assert S.TABLES == ("episodes", "tracks", "samples", "frames", "captions", "demonstrations")
+    assert set(S.table_schemas()) == set(S.TABLES)

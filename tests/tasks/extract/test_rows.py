@@ -9,10 +9,11 @@ import pytest
 from storage import query
 from storage import schema as S
 from storage.dataset import open_table
+from storage.demonstrations import read_demonstrations
 from storage.writer import commit, write_uncommitted
 from tasks.config import IngestConfig, RetargetConfig
 from tasks.extract.rows import episode_tables
-from tasks.types import PIPELINE_VERSION, Episode, EpisodeSource, Samples
+from tasks.types import PIPELINE_VERSION, Episode, EpisodeDemo, EpisodeSource, Samples
 
 T, H, W, N, L, LH = 4, 24, 32, 3, 4, 2
 CFG = IngestConfig(preset="sim", corpus="unit", retarget=RetargetConfig(future_len=L, history_len=LH), jpeg_quality=95)
@@ -140,7 +141,9 @@ def test_failed_episode_gives_only_its_episode_row(tmp_path):
     src = EpisodeSource(uri="/data/broken.mp4", episode_id="bad", corpus="unit", kind="video")
     bad = Episode(source=src, status="failed", errors={"decode": "no video stream"})
     tables = episode_tables(bad, CFG)
-    assert {k: v.num_rows for k, v in tables.items()} == {"episodes": 1, "tracks": 0, "samples": 0, "frames": 0, "captions": 0}
+    assert {k: v.num_rows for k, v in tables.items()} == {
+        "episodes": 1, "tracks": 0, "samples": 0, "frames": 0, "captions": 0, "demonstrations": 0
+    }
     root = str(tmp_path)
     write_all(root, make_episode(), bad)
     [row] = query.episodes(root, where="status = 'failed'").to_pylist()
@@ -152,5 +155,36 @@ def test_failed_episode_gives_only_its_episode_row(tmp_path):
 
 def test_rejected_episode_keeps_tracks_and_frames_but_no_samples():
     tables = episode_tables(make_episode().replace(status="rejected", depth=None), CFG)
-    assert {k: v.num_rows for k, v in tables.items()} == {"episodes": 1, "tracks": 3, "samples": 0, "frames": 4, "captions": 0}
+    assert {k: v.num_rows for k, v in tables.items()} == {
+        "episodes": 1, "tracks": 3, "samples": 0, "frames": 4, "captions": 0, "demonstrations": 0
+    }
     assert tables["frames"]["depth_png16"].null_count == 4
+
+
+def with_demo(ep: Episode, steps: int = 10) -> Episode:
+    """10 source steps (frames 0, 3, 6, 9 stored), 3-d states and 2-d actions that encode the step."""
+    i = np.arange(steps)[:, None]
+    states, actions = (i + [0.0, 0.1, 0.2]).astype(np.float32), (-i - [0.0, 0.5]).astype(np.float32)
+    demo = EpisodeDemo(states=states, actions=actions, timestamps_s=np.arange(steps) * 0.1, fps=10.0)
+    return ep.replace(demo=demo)
+
+
+def test_a_demonstration_is_stored_whole_with_the_stored_frame_of_each_step(tmp_path):
+    ep, root = with_demo(make_episode()), str(tmp_path)
+    write_all(root, ep)
+    rows = open_table(root, "demonstrations").to_table().sort_by("frame_index").to_pydict()
+    assert rows["frame_index"] == list(range(10)) and rows["frame"] == [0, None, None, 1, None, None, 2, None, None, 3]
+    assert rows["source_episode_index"] == [None] * 10 and rows["fps"] == [10.0] * 10
+    d = read_demonstrations(root)["ep0"]
+    assert np.array_equal(d.states, ep.demo.states) and np.array_equal(d.actions, ep.demo.actions)
+    assert np.array_equal(d.frames, [0, -1, -1, 1, -1, -1, 2, -1, -1, 3]) and d.instruction == "open the drawer"
+    assert np.array_equal(d.timestamps, (np.arange(10) * 0.1).astype(np.float32))
+
+
+def test_demonstrations_follow_the_episode_status():
+    ep = with_demo(make_episode())
+    assert episode_tables(ep.replace(status="rejected"), CFG)["demonstrations"].num_rows == 10
+    assert episode_tables(ep.replace(status="failed"), CFG)["demonstrations"].num_rows == 0
+    only_actions = EpisodeDemo(np.zeros((10, 0), np.float32), ep.demo.actions, ep.demo.timestamps_s, 10.0, 7)
+    rows = episode_tables(ep.replace(demo=only_actions), CFG)["demonstrations"].to_pydict()
+    assert rows["state"] == [[]] * 10 and rows["source_episode_index"] == [7] * 10

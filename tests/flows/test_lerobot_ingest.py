@@ -1,0 +1,85 @@
+"""`mu0 ingest ROOT --camera KEY --episodes ...` on the shared LeRobot v3 fixture, end to end.
+
+The depth model is a tiny random Depth Anything saved with save_pretrained (meaningless values, real code
+path). The fixture's flat synthetic frames give open3d few corners, so the test lets pose registration
+lose frames and keeps low-coverage episodes: it is about what a LeRobot episode becomes, not trace quality.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from flows.cli import app
+from models.depth_anything import save_random_depth_anything
+from storage import query
+from storage.check import check_dataset
+from storage.dataset import open_table
+from storage.demonstrations import read_demonstrations
+from tests.lerobot_fixture import FRONT, LENGTHS, TASKS, WRIST, action, fixture_root, state
+
+runner = CliRunner()
+LENIENT = ["--set", "pose.max_lost_frac=1", "--set", "filter.min_track_coverage=0", "--captions", "off"]
+
+
+def text(res) -> str:
+    return " ".join(res.output.replace("│", " ").split())
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory):
+    return str(save_random_depth_anything(tmp_path_factory.mktemp("depth-anything-tiny")))
+
+
+def ingest(dataset, tiny_model, *extra):
+    args = ["ingest", str(fixture_root()), "--dataset", str(dataset), "--sequential", "--depth", "depth-anything",
+            "--depth-model", tiny_model, "--pose", "open3d", *LENIENT, *extra]
+    return runner.invoke(app, args)
+
+
+def test_each_lerobot_episode_becomes_an_episode_with_its_demonstration(prefect_harness, tiny_model, tmp_path):
+    dataset = tmp_path / "ds"
+    res = ingest(dataset, tiny_model, "--camera", FRONT)
+    assert res.exit_code == 0, res.output
+    rows = sorted(query.episodes(str(dataset)).to_pylist(), key=lambda r: r["source_uri"])
+    assert [r["source_uri"] for r in rows] == [f"{fixture_root()}#episode={e}&camera={FRONT}" for e in range(3)]
+    assert [r["status"] for r in rows] == ["ok"] * 3, [r["errors"] for r in rows]
+    assert [r["n_frames"] for r in rows] == list(LENGTHS) and [r["instruction"] for r in rows] == list(TASKS)
+    assert {(r["width"], r["height"], r["depth_source"], r["pose_source"]) for r in rows} == {(128, 96, "depth-anything", "open3d")}
+    demos = read_demonstrations(str(dataset))
+    for e, r in enumerate(rows):
+        d = demos[r["episode_id"]]
+        assert d.source_episode_index == e and d.instruction == TASKS[e] and d.fps == 10.0
+        assert np.array_equal(d.states, np.stack([state(e, f) for f in range(LENGTHS[e])]))
+        assert np.array_equal(d.actions, np.stack([action(e, f) for f in range(LENGTHS[e])]))
+        assert np.array_equal(d.frames, np.arange(LENGTHS[e]))
+    assert open_table(str(dataset), "demonstrations").count_rows() == sum(LENGTHS)
+    assert [f.check for f in check_dataset(str(dataset)) if not f.ok] == []
+
+    again = ingest(dataset, tiny_model, "--camera", FRONT)  # resume: nothing new, nothing twice
+    assert again.exit_code == 0 and len(query.episodes(str(dataset))) == 3
+    assert open_table(str(dataset), "demonstrations").count_rows() == sum(LENGTHS)
+
+
+def test_selected_episodes_of_another_camera(prefect_harness, tiny_model, tmp_path):
+    dataset = tmp_path / "ds"
+    res = ingest(dataset, tiny_model, "--set", f"lerobot.camera={WRIST}", "--episodes", "2,0")
+    assert res.exit_code == 0, res.output
+    rows = query.episodes(str(dataset)).to_pylist()
+    assert sorted((r["source_uri"].rsplit("#", 1)[1], r["n_frames"], r["width"]) for r in rows) == [
+        (f"episode=0&camera={WRIST}", 25, 64), (f"episode=2&camera={WRIST}", 20, 64)
+    ]
+
+
+@pytest.mark.parametrize(
+    "extra, words",
+    [
+        (["--camera", "observation.images.top"], ["no camera 'observation.images.top'", FRONT, WRIST]),
+        (["--episodes", "0,x"], ["--episodes", "0,3,7"]),
+    ],
+)
+def test_refusals_exit_2_with_one_sentence(prefect_harness, tiny_model, tmp_path, extra, words):
+    res = ingest(tmp_path / "ds", tiny_model, *extra)
+    assert res.exit_code == 2 and "Traceback" not in res.output, res.output
+    assert all(w in text(res) for w in words), res.output
