@@ -15,12 +15,14 @@ EXPECTED_FLOWS = {
     "inbox-ingest": "flows/inbox.py:inbox_ingest",
     "pretrain": "flows/pretrain.py:pretrain",
     "evaluate": "flows/evaluate.py:evaluate",
+    "rollout": "flows/rollout.py:rollout",
 }
 EXPECTED_DEPLOYMENTS = {
     "ingest": "flows/ingest.py:ingest",
     "inbox": "flows/inbox.py:inbox_ingest",
     "pretrain": "flows/pretrain.py:pretrain",
     "evaluate": "flows/evaluate.py:evaluate",
+    "rollout": "flows/rollout.py:rollout",
 }
 
 
