@@ -26,6 +26,8 @@ class PretrainReport(BaseModel):
     seconds: float
     steps_per_s: float
     log: list[dict]
+    curve: list[dict] = []
+    best_checkpoint: str = ""
 
 
 @task(name="trace-stats", cache_policy=NO_CACHE)
@@ -44,13 +46,14 @@ def train_task(dataset: str, config: PretrainConfig, stats: TraceStats) -> Pretr
 
     res = train(dataset, config, stats, on_log=show)
     return PretrainReport(dataset=dataset, checkpoint=res.checkpoint, start_step=res.start_step, final_step=res.final_step,
-                          seconds=res.seconds, steps_per_s=res.steps_per_s, log=res.log)
+                          seconds=res.seconds, steps_per_s=res.steps_per_s, log=res.log, curve=res.curve,
+                          best_checkpoint=res.best_checkpoint)
 
 
 def loss_markdown(report: PretrainReport) -> str:
     lines = [f"# pretrain {report.dataset}", "",
              f"steps {report.start_step} -> {report.final_step} in {report.seconds:.1f} s ({report.steps_per_s:.3g} steps/s); "
-             f"checkpoint `{report.checkpoint}`", "", "| step | loss | flow | done | rigid |", "|---|---|---|---|---|"]
+             f"checkpoint `{report.checkpoint}`, best by held-out loss `{report.best_checkpoint or '-'}`", "", "| step | loss | flow | done | rigid |", "|---|---|---|---|---|"]
     for r in report.log:
         lines.append("| " + " | ".join([str(r["step"])] + [f"{r.get(k, float('nan')):.4f}" for k in ("loss", "flow", "done", "rigid")]) + " |")
     return "\n".join(lines)
@@ -65,5 +68,8 @@ def pretrain(dataset: str, config: PretrainConfig = PretrainConfig()) -> Pretrai
     report = train_task(dataset, config, stats)
     if report.log:
         create_table_artifact(key="pretrain-losses", table=report.log, description=f"losses per logging step, {dataset}")
+    if report.curve:
+        create_table_artifact(key="pretrain-held-out", table=report.curve,
+                              description=f"held-out loss and uvz ADE/FDE per checkpoint; best {report.best_checkpoint}")
     create_markdown_artifact(key="pretrain-summary", markdown=loss_markdown(report), description="pretrain run")
     return report

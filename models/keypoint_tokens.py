@@ -2,8 +2,9 @@
 
 Each keypoint gets h/g history tokens and D/g_cp control-point tokens, each the sum of
 Linear(values) + group-time embedding + segment embedding (history/future) + a 2D Fourier PE of the
-keypoint's current (u, v) (zero-init MLP output, so it starts silent); with DINOv2 features, the sum is
-concatenated with the feature sampled at (u, v) and fused by a 2-layer MLP.
+keypoint's current (u, v) (zero-init MLP output, so it starts silent); with per-keypoint image features
+(DINOv2 and/or the learnt point encoder, concatenated), the sum is concatenated with them and fused by a
+2-layer MLP.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ def fourier_features(uv: torch.Tensor, n_freqs: int) -> torch.Tensor:
 class KeypointTokens(nn.Module):
     def __init__(
         self, dim: int, history_group: int, history_tokens: int, ctrl_group: int, future_tokens: int,
-        n_freqs: int = 8, dino_dim: int | None = None,
+        n_freqs: int = 8, feature_dim: int | None = None,
     ) -> None:
         super().__init__()
         self.history_group, self.history_tokens = history_group, history_tokens
@@ -37,8 +38,8 @@ class KeypointTokens(nn.Module):
         self.fourier = nn.Sequential(nn.Linear(4 * n_freqs, dim), nn.SiLU(), nn.Linear(dim, dim))
         nn.init.zeros_(self.fourier[2].weight)
         nn.init.zeros_(self.fourier[2].bias)
-        self.dino_fuse = (
-            nn.Sequential(nn.Linear(dim + dino_dim, dim), nn.SiLU(), nn.Linear(dim, dim)) if dino_dim else None
+        self.feature_fuse = (
+            nn.Sequential(nn.Linear(dim + feature_dim, dim), nn.SiLU(), nn.Linear(dim, dim)) if feature_dim else None
         )
 
     def forward(
@@ -47,9 +48,9 @@ class KeypointTokens(nn.Module):
         history_mask: torch.Tensor,
         x_t: torch.Tensor,
         uv: torch.Tensor,
-        dino: torch.Tensor | None = None,
+        features: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """history (B,N,h,3), history_mask (B,N,h), x_t (B,N,D,3), uv (B,N,2), dino (B,N,C) -> (B, N*G, dim)."""
+        """history (B,N,h,3), history_mask (B,N,h), x_t (B,N,D,3), uv (B,N,2), features (B,N,C) -> (B, N*G, dim)."""
         B, N = uv.shape[:2]
         hist = torch.where(history_mask[..., None], history, torch.zeros_like(history))
         hist = hist.reshape(B, N, self.history_tokens, 3 * self.history_group)
@@ -61,9 +62,9 @@ class KeypointTokens(nn.Module):
         seg = (groups >= self.history_tokens).long()
         tok = tok + self.group_time(groups) + self.segment(seg)
         tok = tok + self.fourier(fourier_features(uv, self.n_freqs).to(w.dtype))[:, :, None]
-        if self.dino_fuse is not None:
-            if dino is None:
-                raise ValueError("this model was built with DINOv2 features; pass dino (B, N, C)")
-            d = dino.to(w.dtype)[:, :, None].expand(B, N, G, dino.shape[-1])
-            tok = self.dino_fuse(torch.cat([tok, d], dim=-1))
+        if self.feature_fuse is not None:
+            if features is None:
+                raise ValueError("this model was built with per-keypoint image features; pass features (B, N, C)")
+            f = features.to(w.dtype)[:, :, None].expand(B, N, G, features.shape[-1])
+            tok = self.feature_fuse(torch.cat([tok, f], dim=-1))
         return tok.reshape(B, N * G, -1)

@@ -28,6 +28,7 @@ from models.flow_matching import (
 from models.keypoint_tokens import KeypointTokens
 from models.masks import suffix_attention_mask, suffix_layout, suffix_token_valid
 from models.mu0_config import Mu0Config
+from models.point_encoder import PointEncoder
 
 
 @dataclass
@@ -37,7 +38,7 @@ class _Context:
     prefix: Prefix
     mask: torch.Tensor  # (B, S, P+S) bool
     pos: torch.Tensor  # (B, S) suffix position ids (= prefix length, shared)
-    dino: torch.Tensor | None  # (B, N, C)
+    features: torch.Tensor | None  # (B, N, C) per-keypoint image features (DINOv2 and/or the point encoder)
 
 
 def _rope_theta(text_config) -> float:
@@ -57,9 +58,11 @@ class Mu0(nn.Module):
             head_dim = getattr(tc, "head_dim", None) or vlm_dim // heads
             dim = int(round(cfg.expert_width * vlm_dim))
             self.dino = DinoFeatures(cfg.dino, cfg.dino_image_size) if cfg.dino else None
+            self.point_encoder = PointEncoder(cfg.point_encoder_channels) if cfg.point_encoder_channels else None
+            feature_dim = sum(m.dim for m in (self.dino, self.point_encoder) if m is not None)
             self.tokens = KeypointTokens(
                 dim, cfg.history_group, cfg.history_tokens, cfg.ctrl_group, cfg.future_tokens,
-                n_freqs=cfg.fourier_freqs, dino_dim=self.dino.dim if self.dino else None,
+                n_freqs=cfg.fourier_freqs, feature_dim=feature_dim or None,
             )
             self.expert = TraceExpert(
                 dim, intermediate_size(dim, multiple_of=cfg.expert_ffn_multiple_of), self.backbone.num_layers,
@@ -98,19 +101,22 @@ class Mu0(nn.Module):
         valid = suffix_token_valid(kp, batch["history_mask"], cfg.history_tokens, cfg.future_tokens)
         mask = suffix_attention_mask(prefix.valid, valid, group, is_future)
         pos = prefix.length[:, None].expand(B, valid.shape[1])
-        dino = None
-        if self.dino is not None:
-            uv = batch["keypoints_uv"]
-            if "uv_image_scale" in batch:  # (B, 2): map original-image uv into the padded square
-                uv = uv * batch["uv_image_scale"][:, None]
-            dino = self.dino(batch["image"], uv)
-        return _Context(prefix, mask, pos, dino)
+        return _Context(prefix, mask, pos, self._keypoint_features(batch))
+
+    def _keypoint_features(self, batch: dict) -> torch.Tensor | None:
+        encoders = [m for m in (self.dino, self.point_encoder) if m is not None]
+        if not encoders:
+            return None
+        uv = batch["keypoints_uv"]
+        if "uv_image_scale" in batch:  # (B, 2): map original-image uv into the padded square
+            uv = uv * batch["uv_image_scale"][:, None]
+        return torch.cat([m(batch["image"], uv).float() for m in encoders], dim=-1)
 
     def _predict(self, ctx: _Context, batch: dict, x_t: torch.Tensor, t: torch.Tensor):
         """(velocity (B,N,D,3), done logits (B,N,H)) at flow state x_t (B,N,D,3), time t (B,)."""
         cfg = self.cfg
         B, N = x_t.shape[:2]
-        tok = self.tokens(batch["history"], batch["history_mask"], x_t, batch["keypoints_uv"], ctx.dino)
+        tok = self.tokens(batch["history"], batch["history_mask"], x_t, batch["keypoints_uv"], ctx.features)
         h = self.expert(tok, t, ctx.prefix.keys, ctx.prefix.values, ctx.mask, ctx.pos)
         fut = h.view(B, N, cfg.tokens_per_keypoint, -1)[:, :, cfg.history_tokens :]
         v = self.velocity_head(fut).reshape(B, N, cfg.n_ctrl, 3)

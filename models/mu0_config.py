@@ -35,6 +35,9 @@ class Mu0Config(BaseModel):
         "facebook/dinov2-base", description="DINOv2 hub id or local dir for per-keypoint features; None disables them"
     )
     dino_image_size: int = Field(518, ge=14, description="DINOv2 input side, pixels (multiple of its patch size)")
+    point_encoder_channels: int = Field(
+        0, ge=0, description="channels of a conv encoder trained from scratch, sampled at each keypoint (0: none)"
+    )
     # Trace expert
     expert_width: float = Field(0.5, gt=0, le=4, description="expert hidden size as a fraction of the VLM hidden size")
     expert_ffn_multiple_of: int = Field(256, ge=1, description="FFN size rounding of SmolLM's get_intermediate_size")
@@ -81,7 +84,8 @@ class Mu0Config(BaseModel):
 MODEL_PRESETS: dict[str, Mu0Config] = {
     # The published sizes: SmolVLM2-2.2B truncated to 20 layers, 1024-wide expert, frozen VLM, DINOv2-base.
     "mu0-full": Mu0Config(preset="mu0-full"),
-    # A few million parameters, everything trainable, for CPU and tests.
+    # A few million parameters, everything trainable, for CPU and tests. No pretrained vision weights
+    # exist on a CPU box: a conv encoder learnt from scratch stands in for DINOv2 (BENCHMARKS.md, issue 14).
     "mu0-tiny": Mu0Config(
         preset="mu0-tiny",
         backbone=TINY_BACKBONE,
@@ -90,6 +94,7 @@ MODEL_PRESETS: dict[str, Mu0Config] = {
         image_size=64,
         dino=None,
         dino_image_size=56,
+        point_encoder_channels=64,
         expert_width=0.5,
         expert_ffn_multiple_of=16,
         timestep_freqs=64,

@@ -21,12 +21,21 @@ class PretrainConfig(BaseModel):
     )
     steps: int = Field(1000, ge=1, description="optimiser steps in total (a resumed run continues up to this)")
     batch_size: int = Field(8, ge=1, description="samples per step")
-    lr: float = Field(1e-4, gt=0, description="AdamW learning rate (constant: the recipe has no scheduler)")
+    lr: float = Field(1e-4, gt=0, description="AdamW peak learning rate")
+    lr_schedule: Literal["constant", "cosine"] = Field(
+        "constant", description="constant (the published recipe) or linear warm-up then cosine decay to min_lr_ratio * lr"
+    )
+    warmup_steps: int = Field(0, ge=0, description="linear warm-up steps from 0 to lr (cosine schedule)")
+    min_lr_ratio: float = Field(0.05, ge=0, le=1, description="the cosine schedule ends at this fraction of lr")
     betas: tuple[float, float] = Field((0.9, 0.95), description="AdamW betas")
     eps: float = Field(1e-8, gt=0, description="AdamW epsilon")
     weight_decay: float = Field(1e-10, ge=0, description="AdamW weight decay")
     grad_clip: float = Field(10.0, gt=0, description="global gradient-norm clip")
     eval_fraction: float = Field(0.05, ge=0, lt=1, description="fraction of episodes held out (by episode id hash)")
+    eval_dataset: str | None = Field(
+        None, description="held-out trace dataset scored at every checkpoint (None: the eval_fraction split, if any)"
+    )
+    held_out_slots: int = Field(160, ge=1, description="held-out samples scored at each checkpoint (loss and ADE)")
     seed: int = Field(0, description="seed of data order and augmentation (initialisation: model.seed)")
     num_workers: int = Field(0, ge=0, description="DataLoader worker processes (spawned)")
     checkpoint_every: int = Field(500, ge=1, description="save a checkpoint every this many steps (and at the end)")

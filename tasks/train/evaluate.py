@@ -79,8 +79,13 @@ def truncate_at_done(traj: torch.Tensor, current: torch.Tensor, still_going: tor
     return torch.where(alive[..., None] > 0, traj, hold)
 
 
-def model_predictor(model, stats: TraceStats, n_samples: int, seed: int = 0, num_steps: int | None = None) -> Predictor:
-    """Samples of `model.sample(batch)` rendered to H steps and de-normalised: (S, B, N, H, 3)."""
+def model_predictor(model, stats: TraceStats, n_samples: int, seed: int = 0, num_steps: int | None = None,
+                    mean_of: int = 0) -> Predictor:
+    """Samples of `model.sample(batch)` rendered to H steps and de-normalised: (S, B, N, H, 3).
+
+    `mean_of` K > 0: one prediction, the average of K samples (1, B, N, H, 3) -- the point estimate
+    that minimises expected displacement when the future is uncertain, where one draw pays for the spread.
+    """
     scale = torch.tensor(stats.delta_scale, dtype=torch.float32)
     steps = num_steps or model.cfg.num_sample_steps
 
@@ -92,11 +97,12 @@ def model_predictor(model, stats: TraceStats, n_samples: int, seed: int = 0, num
         cur = batch["current_uvz"].float()
         on_dev = to_device(batch, dev)
         out = []
-        for _ in range(n_samples):
+        for _ in range(mean_of or n_samples):
             ctrl, still_going = model.sample(on_dev, num_steps=steps, generator=gen)
             traj = from_targets(render(ctrl.float().cpu(), H), cur, scale)
             out.append(truncate_at_done(traj, cur, still_going.float().cpu()[..., :H]).numpy())
-        return np.stack(out)
+        samples = np.stack(out)
+        return samples.mean(axis=0, keepdims=True) if mean_of else samples
 
     return predict
 

@@ -4,7 +4,9 @@ A checkpoint directory `<out>/step-<step:06d>/` is `models/checkpoint.py`'s (saf
 optimizer state, config.json, trainer_state.json with the step) plus `run.json` (dataset, run
 config) and `trace_stats.json`: the `delta_scale` the targets were scaled with belongs to the weights, so
 evaluation and prediction de-normalise with it, not with whatever the dataset holds later.
-Resuming loads the latest directory and continues the step count.
+Resuming loads the latest directory and continues the step count. With held-out data (`eval_dataset`
+or an `eval_fraction` split) every checkpoint is scored (`tasks/train/held_out.py`) into its
+`held_out.json` and `<out>/curves.json`; `best_checkpoint` picks the lowest held-out loss.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from models.mu0 import Mu0
 from storage.torch_loader import LanceTraceDataset, make_loader
 from tasks.train.batches import BatchConfig, SampleToItem, collate, to_device
 from tasks.train.config import PretrainConfig
+from tasks.train.held_out import HeldOutScorer
 from tasks.train.stats import TraceStats
 
 LOSS_KEYS = ("loss", "flow", "done", "rigid")
@@ -63,6 +66,52 @@ def save_training_checkpoint(out_dir, step: int, model: Mu0, opt: torch.optim.Op
     return final
 
 
+def lr_at(step: int, cfg: PretrainConfig) -> float:
+    """The learning rate of optimiser step `step` (0-based): a function of the step, so resuming needs no state."""
+    if cfg.lr_schedule == "constant":
+        return cfg.lr
+    if step < cfg.warmup_steps:
+        return cfg.lr * (step + 1) / cfg.warmup_steps
+    span = max(cfg.steps - cfg.warmup_steps, 1)
+    progress = min((step - cfg.warmup_steps) / span, 1.0)
+    floor = cfg.min_lr_ratio * cfg.lr
+    return floor + (cfg.lr - floor) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def read_curve(out_dir: str | Path) -> list[dict]:
+    """Held-out scores per checkpoint step of a run (empty when none were taken)."""
+    path = Path(out_dir) / "curves.json"
+    return json.loads(path.read_text()) if path.exists() else []
+
+
+def best_checkpoint(out_dir: str | Path) -> Path | None:
+    """The checkpoint with the lowest held-out loss; the latest when no checkpoint was scored."""
+    scored = []
+    for d in Path(out_dir).glob("step-[0-9]*"):
+        f = d / "held_out.json"
+        if d.is_dir() and f.exists():
+            scored.append((json.loads(f.read_text())["held_out_loss"], d))
+    return min(scored)[1] if scored else latest_checkpoint(out_dir)
+
+
+def _held_out_scorer(dataset: str, cfg: PretrainConfig, stats: TraceStats, bcfg: BatchConfig) -> HeldOutScorer | None:
+    if cfg.eval_dataset:
+        scorer = HeldOutScorer(cfg.eval_dataset, "all", 0.0, stats, bcfg, cfg.held_out_slots)
+    elif cfg.eval_fraction > 0:
+        scorer = HeldOutScorer(dataset, "eval", cfg.eval_fraction, stats, bcfg, cfg.held_out_slots)
+    else:
+        return None
+    return scorer or None
+
+
+def _score_checkpoint(scorer: HeldOutScorer, model: Mu0, ckpt: Path, step: int, out_dir: str | Path) -> dict:
+    rec = {"step": step, **scorer(model)}
+    (ckpt / "held_out.json").write_text(json.dumps(rec, indent=2))
+    curve = [r for r in read_curve(out_dir) if r["step"] != step] + [rec]
+    (Path(out_dir) / "curves.json").write_text(json.dumps(sorted(curve, key=lambda r: r["step"]), indent=1))
+    return rec
+
+
 def make_optimizer(model: torch.nn.Module, cfg: PretrainConfig) -> torch.optim.AdamW:
     params = [p for p in model.parameters() if p.requires_grad]
     return torch.optim.AdamW(params, lr=cfg.lr, betas=cfg.betas, eps=cfg.eps, weight_decay=cfg.weight_decay)
@@ -81,6 +130,8 @@ class TrainResult:
     seconds: float
     steps_per_s: float
     log: list[dict] = field(default_factory=list)
+    curve: list[dict] = field(default_factory=list)
+    best_checkpoint: str = ""
 
 
 def _enable_checkpointing(model: torch.nn.Module) -> None:
@@ -94,7 +145,7 @@ def _enable_checkpointing(model: torch.nn.Module) -> None:
 
 
 def train(dataset: str, cfg: PretrainConfig, stats: TraceStats, on_log: Callable[[dict], None] | None = None) -> TrainResult:
-    """Run (or resume) pretraining up to `cfg.steps`; returns where it ended and the logged losses."""
+    """Run (or resume) pretraining up to `cfg.steps`; returns where it ended, the logged losses and held-out curve."""
     torch.manual_seed(cfg.seed)
     device = resolve_device(cfg.device)
     latest = latest_checkpoint(cfg.out_dir) if cfg.resume else None
@@ -119,6 +170,7 @@ def train(dataset: str, cfg: PretrainConfig, stats: TraceStats, on_log: Callable
         raise ValueError(f"{dataset}: the train split is empty (eval_fraction={cfg.eval_fraction})")
     loader = make_loader(ds, cfg.batch_size, collate, shuffle=True, num_workers=cfg.num_workers, seed=cfg.seed + start,
                          drop_last=len(ds) >= cfg.batch_size)
+    scorer = _held_out_scorer(dataset, cfg, stats, bcfg)
     log: list[dict] = []
     step, t0, last_t, last_step = start, time.perf_counter(), time.perf_counter(), start
     ckpt = latest
@@ -131,6 +183,8 @@ def train(dataset: str, cfg: PretrainConfig, stats: TraceStats, on_log: Callable
         if not torch.isfinite(loss):
             raise FloatingPointError(f"non-finite loss at step {step}: {float(loss)}")
         opt.zero_grad(set_to_none=True)
+        for group in opt.param_groups:
+            group["lr"] = lr_at(step, cfg)
         loss.backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
         opt.step()
@@ -138,13 +192,20 @@ def train(dataset: str, cfg: PretrainConfig, stats: TraceStats, on_log: Callable
         if step % cfg.log_every == 0 or step == cfg.steps:
             now = time.perf_counter()
             rec = {"step": step, **{k: float(losses[k].detach()) for k in LOSS_KEYS if k in losses},
-                   "grad_norm": float(grad_norm), "steps_per_s": (step - last_step) / max(now - last_t, 1e-9)}
+                   "grad_norm": float(grad_norm), "lr": opt.param_groups[0]["lr"],
+                   "steps_per_s": (step - last_step) / max(now - last_t, 1e-9)}
             last_t, last_step = now, step
             log.append(rec)
             if on_log:
                 on_log(rec)
         if step % cfg.checkpoint_every == 0 or step == cfg.steps:
             ckpt = save_training_checkpoint(cfg.out_dir, step, model, opt, cfg, dataset, stats)
+            if scorer is not None:
+                rec = _score_checkpoint(scorer, model, ckpt, step, cfg.out_dir)
+                if on_log:
+                    on_log(rec)
     seconds = time.perf_counter() - t0
     done = step - start
-    return TrainResult(start, step, str(ckpt) if ckpt else "", seconds, done / seconds if seconds > 0 and done else math.nan, log)
+    best = best_checkpoint(cfg.out_dir) if scorer is not None else ckpt
+    return TrainResult(start, step, str(ckpt) if ckpt else "", seconds, done / seconds if seconds > 0 and done else math.nan, log,
+                       read_curve(cfg.out_dir), str(best) if best else "")

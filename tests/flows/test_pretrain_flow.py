@@ -11,7 +11,7 @@ from flows.pretrain import pretrain
 from models.checkpoint import latest_checkpoint, load_checkpoint, read_step
 from models.mu0_config import get_model_preset
 from tasks.train.config import PretrainConfig
-from tasks.train.loop import checkpoint_stats, read_run
+from tasks.train.loop import best_checkpoint, checkpoint_stats, lr_at, read_run
 from tasks.config import get_preset
 from tasks.run.ingest import ingest
 
@@ -53,3 +53,20 @@ def test_pretrain_writes_checkpoints_and_resume_continues_the_step_count(prefect
 
     again = pretrain(dataset, cfg.model_copy(update={"steps": 5}))  # nothing left to do
     assert (again.start_step, again.final_step) == (5, 5) and again.log == []
+
+
+def test_every_checkpoint_is_scored_on_held_out_data_and_the_best_is_selected_by_its_loss(prefect_harness, dataset, tmp_path):
+    out = tmp_path / "run"
+    cfg = PretrainConfig(model=get_model_preset("mu0-tiny", max_keypoints=8), steps=4, batch_size=2, lr=1e-3,
+                         lr_schedule="cosine", warmup_steps=2, eval_dataset=dataset, held_out_slots=4,
+                         checkpoint_every=2, log_every=1, out_dir=str(out), device="cpu")
+    report = pretrain(dataset, cfg)
+    assert [r["step"] for r in report.curve] == [2, 4]
+    for rec in report.curve:
+        assert rec["held_out_loss"] > 0 and 0 < rec["held_out_ade"] < 5 and rec["held_out_fde"] > 0
+        stored = json.loads((out / f"step-{rec['step']:06d}" / "held_out.json").read_text())
+        assert stored == rec
+    best = min(report.curve, key=lambda r: r["held_out_loss"])
+    assert report.best_checkpoint == str(out / f"step-{best['step']:06d}") == str(best_checkpoint(out))
+    assert [round(r["lr"], 8) for r in report.log] == [round(lr_at(s, cfg), 8) for s in range(4)]
+    assert report.log[0]["lr"] == pytest.approx(5e-4) and report.log[1]["lr"] == pytest.approx(1e-3)
