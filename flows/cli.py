@@ -198,6 +198,10 @@ from flows.rollout_cli import rollout_cli  # noqa: E402
 
 app.command("rollout")(rollout_cli)
 
+from flows.finetune_cli import finetune_cli  # noqa: E402
+
+app.command("finetune")(finetune_cli)
+
 from flows.config_cli import config_app  # noqa: E402
 
 app.add_typer(config_app, name="config")

@@ -56,8 +56,12 @@ def rollout_cli(
         spec = PolicySpec(kind="checkpoint" if checkpoint else "scripted", checkpoint=str(checkpoint) if checkpoint else None,
                           execute_horizon=execute_horizon)
         as_factory(spec)  # an unavailable kind is refused before Prefect or Ray start
+        if checkpoint is not None:
+            from tasks.policy.load import check_policy_checkpoint
+
+            check_policy_checkpoint(checkpoint)  # so is a directory that is not a `mu0 finetune` checkpoint
         cfg = RolloutConfig(policy=spec, tasks=task, episodes=episodes, seed=seed, max_steps=max_steps, videos=videos)
-    except PolicyUnavailableError as exc:
+    except (PolicyUnavailableError, FileNotFoundError) as exc:
         console.print(f"[red]error:[/red] {escape(str(exc))}", soft_wrap=True)
         raise typer.Exit(code=2) from None
     except ValidationError as exc:

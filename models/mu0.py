@@ -170,3 +170,32 @@ class Mu0(nn.Module):
 
         ctrl = euler_sample(velocity, noise, steps)
         return ctrl, torch.sigmoid(last["done"].float())
+
+    @torch.no_grad()
+    def trace_guidance(
+        self, batch: dict, generator: torch.Generator | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Partial trace guidance for a downstream policy: only the first Euler step, at t=1, is run.
+
+        Returns (prefix_hidden (B,P,D_vlm): the VLM's last hidden states before its final norm,
+        prefix_valid (B,P), keypoint_tokens (B,N,D_expert): the trace expert's pre-norm output at each
+        keypoint's last (future) token). Both are read with forward pre-hooks on the final norms, so the
+        trace path is exactly `sample`'s first step.
+        """
+        cfg = self.cfg
+        B, N = batch["keypoint_mask"].shape
+        seen: dict[str, torch.Tensor] = {}
+        hooks = [
+            self.backbone.vlm.text_model.norm.register_forward_pre_hook(lambda m, a: seen.__setitem__("vlm", a[0])),
+            self.expert.norm.register_forward_pre_hook(lambda m, a: seen.__setitem__("expert", a[0])),
+        ]
+        try:
+            ctx = self._context(batch)
+            gdev = generator.device if generator is not None else self.device
+            x1 = torch.randn((B, N, cfg.n_ctrl, 3), generator=generator, device=gdev).to(self.device)
+            self._predict(ctx, batch, x1, torch.ones(B, device=self.device))
+        finally:
+            for h in hooks:
+                h.remove()
+        tokens = seen["expert"].view(B, N, cfg.tokens_per_keypoint, -1)[:, :, -1]
+        return seen["vlm"], ctx.prefix.valid, tokens

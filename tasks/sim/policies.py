@@ -2,7 +2,7 @@
 
 POLICY_BUILDERS maps a spec's kind to "module:function" (imported only when that kind is built, so
 the scripted path never imports torch); the function takes the `PolicySpec` and returns a `Policy`.
-To plug in trained policies, add e.g. `"checkpoint": "tasks.policy.checkpoint:build"`.
+`"checkpoint"` is a policy trained by `mu0 finetune` (tasks/policy/rollout_policy.py).
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from tasks.sim.rollout_config import PolicySpec
 
 POLICY_BUILDERS: dict[str, str] = {
     "scripted": "tasks.sim.policies:scripted_policy",
+    "checkpoint": "tasks.policy.rollout_policy:build",
 }
 
 PolicyFactory = Callable[[], Policy]

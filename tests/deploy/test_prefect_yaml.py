@@ -14,6 +14,7 @@ EXPECTED_FLOWS = {
     "ingest": "flows/ingest.py:ingest",
     "inbox-ingest": "flows/inbox.py:inbox_ingest",
     "pretrain": "flows/pretrain.py:pretrain",
+    "finetune": "flows/finetune.py:finetune",
     "evaluate": "flows/evaluate.py:evaluate",
     "rollout": "flows/rollout.py:rollout",
 }
@@ -21,6 +22,7 @@ EXPECTED_DEPLOYMENTS = {
     "ingest": "flows/ingest.py:ingest",
     "inbox": "flows/inbox.py:inbox_ingest",
     "pretrain": "flows/pretrain.py:pretrain",
+    "finetune": "flows/finetune.py:finetune",
     "evaluate": "flows/evaluate.py:evaluate",
     "rollout": "flows/rollout.py:rollout",
 }

@@ -45,7 +45,7 @@ def test_rollout_flow_publishes_the_success_table(prefect_harness, tmp_path):
 
 def test_rollout_cli_refusals(tmp_path):
     res = runner.invoke(app, ["rollout", "--checkpoint", str(tmp_path), "--task", "reach", "--out", str(tmp_path)])
-    assert res.exit_code == 2 and "no 'checkpoint' policy is available yet" in text(res)
+    assert res.exit_code == 2 and "not a policy checkpoint" in text(res)
     res = runner.invoke(app, ["rollout", "--task", "rech", "--out", str(tmp_path)])
     assert res.exit_code != 0 and "unknown Meta-World task" in text(res)
     res = runner.invoke(app, ["rollout", "--task", "reach", "--out", str(tmp_path), "--runner", "dask"])

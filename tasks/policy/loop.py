@@ -1,0 +1,126 @@
+"""The action-expert finetuning loop and its checkpoints (no Prefect here; `flows/finetune.py` wraps it).
+
+`<out>/step-<step:06d>/` holds models/policy/checkpoint.py's files plus `norm_stats.json` (the
+normalisation the weights were trained with) and `run.json` (dataset, absolute μ0 checkpoint, the
+FinetuneConfig, the episodes used). Resuming loads the latest directory, its stats and its optimizer
+state and continues the step count; only the mixer, projections and decoder have gradients.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch.utils.data import DataLoader
+
+from models.checkpoint import latest_checkpoint, load_checkpoint, load_optimizer_state
+from models.device import resolve_device
+from models.policy.checkpoint import save_policy
+from models.policy.config import get_policy_preset
+from models.policy.policy import Mu0Policy
+from tasks.policy.config import FinetuneConfig
+from tasks.policy.demos import DemoSteps, collate, select_demonstrations, stats_of
+from tasks.policy.load import RUN_FILE, load_policy, resolve_mu0
+from tasks.policy.normalize import STATS_FILE, NormStats
+
+
+@dataclass
+class FinetuneResult:
+    start_step: int
+    final_step: int
+    checkpoint: str
+    seconds: float
+    steps_per_s: float
+    samples: int
+    log: list[dict] = field(default_factory=list)
+
+
+def step_dir(out_dir: str | Path, step: int) -> Path:
+    return Path(out_dir) / f"step-{step:06d}"
+
+
+def lr_at(step: int, cfg: FinetuneConfig) -> float:
+    """Linear warm-up (capped at 10% of the run) then cosine to min_lr_ratio * lr; a function of the step alone."""
+    warm = min(cfg.warmup_steps, cfg.steps // 10)
+    if step < warm:
+        return cfg.lr * (step + 1) / warm
+    progress = min((step - warm) / max(cfg.steps - warm, 1), 1.0)
+    floor = cfg.min_lr_ratio * cfg.lr
+    return floor + (cfg.lr - floor) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def _build(dataset: str, cfg: FinetuneConfig, device) -> tuple[Mu0Policy, NormStats, dict, int, Path | None]:
+    """A fresh policy on the μ0 checkpoint, or the latest checkpoint of out_dir when resuming."""
+    demos = select_demonstrations(dataset, cfg.tasks, cfg.demos_per_task)
+    latest = latest_checkpoint(cfg.out_dir) if cfg.resume else None
+    if latest is not None:
+        policy, stats, start = load_policy(latest, device)
+        return policy, stats, demos, start, latest
+    mu0, _ = load_checkpoint(resolve_mu0(cfg.mu0_checkpoint))
+    first = next(iter(demos.values()))
+    pcfg = get_policy_preset(cfg.preset, use_traces=cfg.use_traces, action_dim=first.actions.shape[1],
+                             state_dim=first.states.shape[1], seed=cfg.seed)
+    return Mu0Policy(pcfg, mu0).to(device), stats_of(demos), demos, 0, None
+
+
+def _batches(loader: DataLoader) -> Iterator[dict]:
+    while True:
+        yield from loader
+
+
+def _to(batch: dict, device) -> dict:
+    return {k: (v.to(device) if isinstance(v, torch.Tensor) else v) for k, v in batch.items()}
+
+
+def train_policy(dataset: str, cfg: FinetuneConfig, on_log: Callable[[dict], None] | None = None) -> FinetuneResult:
+    """Run (or resume) finetuning up to `cfg.steps`; returns where it ended and the logged losses."""
+    torch.manual_seed(cfg.seed)
+    device = resolve_device(cfg.device)
+    policy, stats, demos, start, ckpt = _build(dataset, cfg, device)
+    policy.train()
+    params = [p for p in policy.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
+    if ckpt is not None:
+        load_optimizer_state(opt, ckpt)
+    data = DemoSteps(dataset, demos, stats, policy.cfg.chunk, policy.mu0.cfg.image_size)
+    loader = DataLoader(data, batch_size=cfg.batch_size, shuffle=True, collate_fn=collate,
+                        generator=torch.Generator().manual_seed(cfg.seed + start), drop_last=len(data) >= cfg.batch_size)
+    run = {"dataset": dataset, "mu0_checkpoint": str(resolve_mu0(cfg.mu0_checkpoint)) if ckpt is None
+           else json.loads((ckpt / RUN_FILE).read_text())["mu0_checkpoint"],
+           "config": cfg.model_dump(mode="json"), "episodes": sorted(demos)}
+    extra = {STATS_FILE: stats.model_dump_json(indent=1), RUN_FILE: json.dumps(run, indent=2)}
+    gen = torch.Generator(device=device).manual_seed(cfg.seed * 1_000_003 + start)
+    log: list[dict] = []
+    step, t0, last_t, last_step = start, time.perf_counter(), time.perf_counter(), start
+    batches = _batches(loader)
+    while step < cfg.steps:
+        out = policy.loss(_to(next(batches), device), gen)
+        loss = out["loss"]
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"non-finite loss at step {step}: {float(loss)}")
+        for group in opt.param_groups:
+            group["lr"] = lr_at(step, cfg)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        grad_norm = torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
+        opt.step()
+        step += 1
+        if step % cfg.log_every == 0 or step == cfg.steps:
+            now = time.perf_counter()
+            rec = {"step": step, **{k: float(v.detach()) for k, v in out.items()}, "grad_norm": float(grad_norm),
+                   "lr": opt.param_groups[0]["lr"], "steps_per_s": (step - last_step) / max(now - last_t, 1e-9)}
+            last_t, last_step = now, step
+            log.append(rec)
+            if on_log:
+                on_log(rec)
+        if step % cfg.checkpoint_every == 0 or step == cfg.steps:
+            ckpt = save_policy(policy, step_dir(cfg.out_dir, step), step, opt, extra)
+    seconds = time.perf_counter() - t0
+    done = step - start
+    return FinetuneResult(start, step, str(ckpt) if ckpt else "", seconds, done / seconds if seconds > 0 and done else math.nan,
+                          len(data), log)
