@@ -97,6 +97,9 @@ def evaluate(
     predictors = {}
     if model is not None:
         predictors["mu0"] = model_predictor(model, stats, protocol.n_samples, seed=protocol.seed)
+        if protocol.point_samples:
+            predictors[f"mu0 (mean of {protocol.point_samples})"] = model_predictor(
+                model, stats, protocol.n_samples, seed=protocol.seed, mean_of=protocol.point_samples)
     if baselines:
         nn = fit_nearest_neighbour(dataset, stats, batch_cfg, eval_fraction, protocol.n_keypoints, nn_max_samples,
                                    nn_text_embedding, protocol.seed)

@@ -103,12 +103,13 @@ def predict_cli(
     history: bool = typer.Option(False, help="give the model the keypoints' history"),
     seed: int = typer.Option(0),
     device: str = typer.Option("auto", help="auto | cpu | cuda"),
+    mean_of: int = typer.Option(8, min=0, help="draw the mean of this many samples (the evaluation's point prediction); 0: one sample"),
 ):
     """Draw predicted (red) and true (green) traces of one frame's keypoints over the frame."""
     from tasks.train.predict import PredictionError, predict_frame
 
     try:
-        path = predict_frame(str(checkpoint), dataset, episode, frame, str(out), keypoints, history, seed, device)
+        path = predict_frame(str(checkpoint), dataset, episode, frame, str(out), keypoints, history, seed, device, mean_of)
     except PredictionError as exc:
         console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(code=2) from None

@@ -35,6 +35,9 @@ class EvalProtocol(BaseModel, frozen=True):
     use_history: bool = Field(False, description="give the model the keypoints' history")
     use_depth: bool = Field(False, description="give the model the depth image")
     n_samples: int = Field(5, ge=1, description="samples per slot for the best-of-N metrics")
+    point_samples: int = Field(
+        8, ge=0, description="a model's point prediction (its 'mean of K' row) averages K samples; 0: only the one-draw row"
+    )
     horizons: tuple[int, ...] = Field((8, 16, 32), description="horizons the metrics are cut at")
     seed: int = Field(0, description="seed of the keypoint choice and the model's sampling")
 

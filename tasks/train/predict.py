@@ -48,7 +48,8 @@ def draw_traces(rgb: np.ndarray, current_px: np.ndarray, pred_px: np.ndarray, tr
 
 
 def predict_frame(checkpoint: str, dataset: str, episode: str, frame: int, out: str, n_keypoints: int = 16,
-                  use_history: bool = False, seed: int = 0, device: str = "auto") -> str:
+                  use_history: bool = False, seed: int = 0, device: str = "auto", mean_of: int = 8) -> str:
+    """Draw the prediction (the mean of `mean_of` samples, the evaluation's point prediction; 0: one draw)."""
     from models.checkpoint import load_checkpoint
     from models.device import resolve_device
     from tasks.train.loop import checkpoint_stats
@@ -61,7 +62,7 @@ def predict_frame(checkpoint: str, dataset: str, episode: str, frame: int, out: 
     ds = LanceTraceDataset(dataset, split="all", index=slot, read_depth=False)
     raw = ds.rows.read(0)
     batch = collate([tf(raw, 0, 0)])
-    pred = model_predictor(model, stats, n_samples=1, seed=seed)(batch)[0, 0]  # (N, H, 3)
+    pred = model_predictor(model, stats, n_samples=1, seed=seed, mean_of=mean_of)(batch)[0, 0]  # (N, H, 3)
     W, H = raw["episode"]["width"], raw["episode"]["height"]
     m = batch["keypoint_mask"][0].numpy()
     img = draw_traces(raw["image"], to_pixels(batch["current_uvz"][0].numpy()[m, :2], W, H),

@@ -105,7 +105,7 @@ def stage_train(work: Path, variant: str, args: argparse.Namespace) -> dict:
     return out
 
 
-def stage_eval(work: Path, n_samples_mean: int) -> dict:
+def stage_eval(work: Path) -> dict:
     import torch
 
     from models.checkpoint import load_checkpoint
@@ -137,8 +137,8 @@ def stage_eval(work: Path, n_samples_mean: int) -> dict:
         predictors = {}
         for variant, (_, model, stats) in models.items():
             predictors[variant] = model_predictor(model, stats, protocol.n_samples, seed=0)
-            predictors[f"{variant} (mean of {n_samples_mean})"] = model_predictor(
-                model, stats, protocol.n_samples, seed=0, mean_of=n_samples_mean)
+            predictors[f"{variant} (mean of {protocol.point_samples})"] = model_predictor(
+                model, stats, protocol.n_samples, seed=0, mean_of=protocol.point_samples)
         predictors |= {"zero motion": predict_zero_motion, "constant velocity": predict_constant_velocity,
                        "retrieval (uv)": nn_uv.predict, "retrieval (uv + caption)": nn_text.predict}
         t0 = time.perf_counter()
@@ -250,7 +250,6 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--checkpoint-every", type=int, default=500)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
-    ap.add_argument("--mean-of", type=int, default=8, help="samples averaged by the model's mean-prediction rows")
     ap.add_argument("--curves", type=Path, default=Path("docs/benchmarks/generalisation-curves.png"))
     ap.add_argument("--pictures", type=Path, default=Path("docs/benchmarks"))
     ap.add_argument("--n-pictures", type=int, default=4)
@@ -269,7 +268,7 @@ def main(argv: list[str] | None = None) -> None:
         elif stage == "train":
             stage_train(args.work, args.variant, args)
         elif stage == "eval":
-            stage_eval(args.work, args.mean_of)
+            stage_eval(args.work)
         elif stage == "curves":
             stage_curves(args.work, args.curves)
         elif stage == "pictures":

@@ -67,3 +67,18 @@ def test_protocol_hides_history_and_depth_and_scores_every_method_alike(dataset)
         disp += [d[i][v[i]].mean() for i in range(len(d)) if v[i].any()]
     assert table["zero"]["ade"] == pytest.approx(np.mean(disp), rel=1e-6)
     assert table["zero"]["ade"] > 0.01 and table["cv"]["ade"] != table["zero"]["ade"]
+
+
+def test_the_point_prediction_is_the_mean_of_the_samples_one_call_would_draw(dataset):
+    from models.mu0 import Mu0
+    from models.mu0_config import get_model_preset
+    from tasks.train.evaluate import model_predictor
+
+    stats = ensure_trace_stats(dataset)
+    model = Mu0(get_model_preset("mu0-tiny", max_keypoints=16)).eval()
+    batch = eval_batches(dataset, stats, BatchConfig.for_model(model.cfg), EvalProtocol(), split="all")[0]
+    draws = model_predictor(model, stats, n_samples=4, seed=3)(batch)
+    point = model_predictor(model, stats, n_samples=4, seed=3, mean_of=4)(batch)
+    assert draws.shape[0] == 4 and point.shape == (1,) + draws.shape[1:]
+    np.testing.assert_allclose(point[0], draws.mean(axis=0), rtol=1e-6, atol=1e-7)
+    assert np.abs(draws[0] - draws[1]).max() > 1e-3  # the draws differ, so the mean is not one of them
