@@ -16,6 +16,8 @@ Stages (each reuses what exists under --work):
   sets are never looked at while training or choosing settings.
 - `eval` scores each trained variant's best checkpoint and the baselines on both test sets with the
   headline protocol; prints the uvz table and writes every number to results.json and tables.md.
+- `points` chooses the model's point prediction on the validation split: uvz ADE/FDE of one draw
+  against the mean of 2, 4, 8, 16 draws (the best mu0-tiny checkpoint).
 - `curves` saves curves.png (training loss, validation loss and ADE against steps, per run under runs/).
 - `pictures` draws `mu0 predict` pictures of held-out-task frames into --pictures.
 """
@@ -157,6 +159,26 @@ def stage_eval(work: Path) -> dict:
     return results
 
 
+def stage_points(work: Path) -> None:
+    import torch
+
+    from models.checkpoint import load_checkpoint
+    from tasks.train.batches import BatchConfig
+    from tasks.train.evaluate import EvalProtocol, eval_batches, model_predictor, score
+    from tasks.train.loop import best_checkpoint, checkpoint_stats
+
+    ckpt = best_checkpoint(run_dir(work, "mu0-tiny"))
+    model, stats = load_checkpoint(ckpt)[0].eval(), checkpoint_stats(ckpt)
+    batches = eval_batches(str(work / "traces-train"), stats, BatchConfig.for_model(model.cfg), EvalProtocol(),
+                           split="eval", eval_fraction=0.05)
+    print(f"[points] {ckpt}: {sum(len(b['text']) for b in batches)} validation slots")
+    with torch.no_grad():
+        for k in (0, 2, 4, 8, 16):
+            m = score(batches, model_predictor(model, stats, 1, seed=0, mean_of=k), 1, (16, 32))
+            print(f"  {'one draw' if k == 0 else f'mean of {k}':10s} uvz ADE/FDE@16 {m['uvz/ade@16']:.4f}/{m['uvz/fde@16']:.4f}"
+                  f"  @32 {m['uvz/ade@32']:.4f}/{m['uvz/fde@32']:.4f}")
+
+
 METRIC_COLUMNS = ("ade", "fde", "dtw", "frechet", "minADE5", "minFDE5")
 
 
@@ -269,6 +291,8 @@ def main(argv: list[str] | None = None) -> None:
             stage_train(args.work, args.variant, args)
         elif stage == "eval":
             stage_eval(args.work)
+        elif stage == "points":
+            stage_points(args.work)
         elif stage == "curves":
             stage_curves(args.work, args.curves)
         elif stage == "pictures":
