@@ -58,15 +58,22 @@ def apply_rope(x: torch.Tensor, pos: torch.Tensor, theta: float) -> torch.Tensor
     return (x.float() * emb.cos() + rotate_half(x.float()) * emb.sin()).to(x.dtype)
 
 
-class SwiGLU(nn.Module):
-    def __init__(self, dim: int, hidden: int) -> None:
+class GatedMLP(nn.Module):
+    """down(act(gate(x)) * up(x)): SwiGLU with SiLU (SmolLM, the trace expert), GeGLU with tanh-GELU (Gemma)."""
+
+    def __init__(self, dim: int, hidden: int, activation: str = "silu") -> None:
         super().__init__()
+        if activation not in ("silu", "gelu_tanh"):
+            raise ValueError(f"activation must be 'silu' or 'gelu_tanh', got {activation!r}")
+        self.activation = activation
         self.gate_proj = nn.Linear(dim, hidden, bias=False)
         self.up_proj = nn.Linear(dim, hidden, bias=False)
         self.down_proj = nn.Linear(hidden, dim, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))
+        gate = self.gate_proj(x)
+        gate = F.silu(gate) if self.activation == "silu" else F.gelu(gate, approximate="tanh")
+        return self.down_proj(gate * self.up_proj(x))
 
 
 def _attend(q, k, v, mask: torch.Tensor) -> torch.Tensor:
@@ -93,7 +100,7 @@ class ExpertLayer(nn.Module):
         self.o_proj = nn.Linear(n_heads * head_dim, dim, bias=False)
         self.input_layernorm = nn.RMSNorm(dim, eps=eps, elementwise_affine=True)
         self.post_attention_layernorm = nn.RMSNorm(dim, eps=eps, elementwise_affine=True)
-        self.mlp = SwiGLU(dim, ffn)
+        self.mlp = GatedMLP(dim, ffn)
         self.ada = nn.Sequential(nn.SiLU(), nn.Linear(dim, 6 * dim))
         nn.init.zeros_(self.ada[1].weight)
         nn.init.zeros_(self.ada[1].bias)

@@ -12,20 +12,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.expert import apply_rope, sinusoidal_embedding
+from models.expert import GatedMLP, apply_rope, sinusoidal_embedding
 from models.policy.adarms import AdaRMSNorm
 from models.policy.config import PolicyConfig
-
-
-class GeGLU(nn.Module):
-    def __init__(self, dim: int, hidden: int) -> None:
-        super().__init__()
-        self.gate_proj = nn.Linear(dim, hidden, bias=False)
-        self.up_proj = nn.Linear(dim, hidden, bias=False)
-        self.down_proj = nn.Linear(hidden, dim, bias=False)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.down_proj(F.gelu(self.gate_proj(x), approximate="tanh") * self.up_proj(x))
 
 
 class DecoderLayer(nn.Module):
@@ -38,7 +27,7 @@ class DecoderLayer(nn.Module):
         self.v_proj = nn.Linear(cfg.width, cfg.kv_heads * cfg.head_dim, bias=False)
         self.o_proj = nn.Linear(cfg.heads * cfg.head_dim, cfg.width, bias=False)
         self.pre_ffw_norm = AdaRMSNorm(cfg.width)
-        self.mlp = GeGLU(cfg.width, cfg.mlp_dim)
+        self.mlp = GatedMLP(cfg.width, cfg.mlp_dim, activation="gelu_tanh")
 
     def _split(self, x: torch.Tensor, n: int) -> torch.Tensor:
         B, L, _ = x.shape
