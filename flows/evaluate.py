@@ -1,4 +1,6 @@
-"""The `evaluate` flow: a checkpoint and the three baselines scored by the headline protocol.
+"""The `evaluate` flow: a checkpoint and the three baselines scored by the headline protocol, and
+optionally a `rollout` stage: a policy in closed loop on Meta-World (the `rollout` flow's task), so one
+evaluation run can hold both what μ0 predicts and what a policy built on it achieves.
 
 The model de-normalises with the `delta_scale` stored in its checkpoint; slots come from the
 dataset's eval split (episode-level, the same hash as training). The nearest-neighbour baseline is
@@ -8,12 +10,15 @@ horizon, value) is returned and posted as a Prefect table artifact.
 
 from __future__ import annotations
 
+from typing import Literal
+
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
 from rich.console import Console
 from rich.table import Table
 
+from tasks.sim.rollout_config import RolloutConfig
 from tasks.train.evaluate import EvalProtocol
 
 console = Console()
@@ -68,8 +73,14 @@ def evaluate(
     nn_text_embedding: bool = True,
     batch_size: int = 8,
     device: str = "auto",
+    rollout: RolloutConfig | None = None,
+    rollout_out: str = "runs/evaluate-rollout",
+    rollout_runner: Literal["ray", "sequential"] = "ray",
 ) -> list[dict]:
-    """Score CHECKPOINT (and the baselines) on DATASET's SPLIT with the protocol; returns the tidy table."""
+    """Score CHECKPOINT (and the baselines) on DATASET's SPLIT with the protocol; returns the tidy table.
+
+    With `rollout`, its policy also runs in closed loop (rollouts.json, videos under `rollout_out`; the
+    success table as the `rollout-success` artifact)."""
     import torch
 
     from models.device import resolve_device
@@ -109,4 +120,18 @@ def evaluate(
         rows = evaluate_methods(batches, predictors, protocol)
     create_table_artifact(key="trace-eval", table=rows, description=f"trace prediction on {dataset} ({split})")
     print_table(rows)
+    if rollout is not None:
+        rollout_stage(rollout, rollout_out, rollout_runner)
     return rows
+
+
+def rollout_stage(config: RolloutConfig, out: str, runner: str) -> None:
+    from flows.rollout import rollouts
+    from tasks.sim.success_rate import rate_cells
+
+    summary = rollouts(out, config, runner, None, None, False)
+    create_table_artifact(key="rollout-success", table=[rate_cells(r) for r in summary.rates],
+                          description=f"success rates of {summary.policy}, 95% Wilson intervals")
+    for r in summary.rates:
+        console.print(f"rollout {r.task}: {r.successes}/{r.episodes} ({100 * r.rate:.1f}%, 95% CI "
+                      f"{100 * r.ci_low:.1f}-{100 * r.ci_high:.1f}%)")

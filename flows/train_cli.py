@@ -64,6 +64,7 @@ def evaluate_cli(
     eval_fraction: float = typer.Option(0.05, min=0.0, max=1.0),
     keypoints: int = typer.Option(16, min=1, help="keypoints per slot"),
     samples: int = typer.Option(5, min=1, help="samples for best-of-N"),
+    point_samples: int = typer.Option(8, min=0, help="the model's point prediction averages this many samples (0: off)"),
     offsets: str = typer.Option("4,8,12", help="slot offsets per video"),
     history: bool = typer.Option(False, help="give the model the history (the headline protocol does not)"),
     depth: bool = typer.Option(False, help="give the model the depth image (the headline protocol does not)"),
@@ -71,8 +72,13 @@ def evaluate_cli(
     text_embedding: bool = typer.Option(True, help="nearest neighbour keys on the caption's MiniLM embedding"),
     out: Optional[Path] = typer.Option(None, help="also write the tidy table as JSON here"),
     device: str = typer.Option("auto", help="auto | cpu | cuda"),
+    rollout_policy: Optional[str] = typer.Option(None, help="rollout stage: 'scripted' or a `mu0 finetune` checkpoint directory"),
+    rollout_tasks: str = typer.Option("reach,button-press,drawer-open,pick-place", help="rollout stage: tasks or a named set"),
+    rollout_episodes: int = typer.Option(20, min=1, help="rollout stage: episodes per task (unseen seeds from 100000)"),
+    rollout_out: Path = typer.Option(Path("runs/evaluate-rollout"), help="rollout stage: rollouts.json and videos"),
 ):
-    """Score a checkpoint and the baselines on DATASET (ADE/FDE/DTW/Fréchet, best-of-N, uv/depth/uvz)."""
+    """Score a checkpoint and the baselines on DATASET (ADE/FDE/DTW/Fréchet, best-of-N, uv/depth/uvz);
+    with --rollout-policy, also a policy's closed-loop success on Meta-World."""
     from flows.evaluate import evaluate
     from tasks.train.evaluate import EvalProtocol
 
@@ -85,9 +91,23 @@ def evaluate_cli(
     if checkpoint is not None and not (checkpoint / "trainer_state.json").exists():
         raise typer.BadParameter(f"{checkpoint} is not a checkpoint directory (no trainer_state.json)", param_hint="--checkpoint")
     protocol = EvalProtocol(slot_offsets=slot_offsets, n_keypoints=keypoints, use_history=history, use_depth=depth,
-                            n_samples=samples)
+                            n_samples=samples, point_samples=point_samples)
+    rollout = None
+    if rollout_policy is not None:
+        from pydantic import ValidationError
+
+        from tasks.sim.rollout_config import PolicySpec, RolloutConfig
+
+        scripted = rollout_policy == "scripted"
+        try:
+            rollout = RolloutConfig(policy=PolicySpec(kind="scripted" if scripted else "checkpoint",
+                                                      checkpoint=None if scripted else rollout_policy),
+                                    tasks=rollout_tasks, episodes=rollout_episodes)
+        except (ValidationError, ValueError) as exc:
+            raise typer.BadParameter(str(exc).splitlines()[-1], param_hint="--rollout-policy/--rollout-tasks") from None
     rows = evaluate(dataset, str(checkpoint) if checkpoint else None, protocol, split=split, eval_fraction=eval_fraction,
-                    baselines=baselines, nn_text_embedding=text_embedding, device=device)
+                    baselines=baselines, nn_text_embedding=text_embedding, device=device, rollout=rollout,
+                    rollout_out=str(rollout_out))
     if out is not None:
         out.write_text(json.dumps(rows, indent=1))
         console.print(f"wrote {len(rows)} rows to {out}")

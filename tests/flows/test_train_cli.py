@@ -90,13 +90,13 @@ def test_pretrain_evaluate_predict(prefect_harness, dataset, tmp_path):
 
     table = tmp_path / "eval.json"
     _ok(["evaluate", dataset, "--checkpoint", str(ckpt), "--split", "all", "--eval-fraction", "0.0", "--keypoints", "4",
-         "--samples", "2", "--offsets", "4,8", "--no-history", "--no-depth", "--baselines", "--no-text-embedding",
+         "--samples", "2", "--point-samples", "3", "--offsets", "4,8", "--no-history", "--no-depth", "--baselines", "--no-text-embedding",
          "--out", str(table), "--device", "cpu"])
     rows = json.loads(table.read_text())
     methods = {r["method"] for r in rows}
-    assert methods == {"mu0", "zero_motion", "constant_velocity", "nearest_neighbour"}
+    assert methods == {"mu0", "mu0 (mean of 3)", "zero_motion", "constant_velocity", "nearest_neighbour"}
     assert {r["metric"] for r in rows} >= {"ade", "fde", "dtw", "frechet", "minADE2", "minFDE2"}
-    _ok(["evaluate", dataset, "--split", "all", "--keypoints", "2", "--samples", "1", "--offsets", "4", "--history",
+    _ok(["evaluate", dataset, "--split", "all", "--keypoints", "2", "--samples", "1", "--point-samples", "0", "--offsets", "4", "--history",
          "--depth", "--no-baselines", "--checkpoint", str(ckpt), "--text-embedding", "--out", str(table)])
     assert {r["method"] for r in json.loads(table.read_text())} == {"mu0"}
 
@@ -110,3 +110,17 @@ def test_pretrain_evaluate_predict(prefect_harness, dataset, tmp_path):
     res = runner.invoke(app, ["predict", "--checkpoint", str(ckpt), "--dataset", dataset, "--episode", eid[:10],
                               "--frame", "9999", "--out", str(png)])
     assert res.exit_code == 2 and "no sample at frame 9999" in _text(res)
+
+
+def test_evaluate_has_a_rollout_stage(prefect_harness, dataset, tmp_path):
+    from flows.evaluate import evaluate
+    from tasks.sim.rollout_config import RolloutConfig
+    from tasks.train.evaluate import EvalProtocol
+
+    out = tmp_path / "rollout"
+    rows = evaluate(dataset, None, EvalProtocol(n_keypoints=4, n_samples=1), split="all", eval_fraction=0.0,
+                    nn_text_embedding=False, rollout=RolloutConfig(tasks="reach", episodes=2, videos=0),
+                    rollout_out=str(out), rollout_runner="sequential")
+    assert {r["method"] for r in rows} == {"zero_motion", "constant_velocity", "nearest_neighbour"}
+    episodes = json.loads((out / "rollouts.json").read_text())
+    assert [(e["task"], e["seed"], e["success"]) for e in episodes] == [("reach", 100000, True), ("reach", 100001, True)]
