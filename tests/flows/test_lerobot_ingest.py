@@ -83,3 +83,28 @@ def test_refusals_exit_2_with_one_sentence(prefect_harness, tiny_model, tmp_path
     res = ingest(tmp_path / "ds", tiny_model, *extra)
     assert res.exit_code == 2 and "Traceback" not in res.output, res.output
     assert all(w in text(res) for w in words), res.output
+
+
+def test_finetune_trains_on_the_lerobot_demonstrations_as_on_sim_ones(prefect_harness, tiny_model, tmp_path):
+    import json
+
+    from models.checkpoint import save_checkpoint
+    from models.mu0 import Mu0
+    from models.mu0_config import get_model_preset
+    from tasks.policy.normalize import NormStats
+
+    dataset = tmp_path / "ds"
+    assert ingest(dataset, tiny_model).exit_code == 0
+    mu0_dir = tmp_path / "mu0" / "step-000000"
+    save_checkpoint(Mu0(get_model_preset("mu0-tiny")), mu0_dir, 0)
+    res = runner.invoke(app, ["finetune", str(dataset), "--mu0", str(mu0_dir), "--out", str(tmp_path / "policy"),
+                              "--steps", "2", "--device", "cpu"])
+    assert res.exit_code == 0, res.output
+    ckpt = tmp_path / "policy" / "step-000002"
+    cfg = json.loads((ckpt / "config.json").read_text())
+    assert (cfg["state_dim"], cfg["action_dim"]) == (8, 7)  # the fixture's observation.state and action
+    stats = NormStats.load(ckpt)
+    demos = read_demonstrations(str(dataset))
+    states = np.concatenate([d.states for d in demos.values()])
+    np.testing.assert_allclose(stats.state_mean, states.mean(0), rtol=1e-5, atol=1e-6)
+    assert json.loads((ckpt / "run.json").read_text())["episodes"] == sorted(demos)
