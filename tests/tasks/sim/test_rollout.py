@@ -113,10 +113,13 @@ def test_videos_replay_successes_and_failures(tmp_path):
     assert summary.policy == "ScriptedPolicy"
 
 
-def test_policy_specs_travel_and_unknown_kinds_are_refused():
+def test_policy_specs_travel_and_unknown_kinds_are_refused(monkeypatch):
+    import tasks.sim.policies as policies
+
     factory = pickle.loads(pickle.dumps(as_factory(PolicySpec(execute_horizon=2))))
     policy = factory()
     assert isinstance(policy, ScriptedPolicy) and policy.execute_horizon == 2
+    monkeypatch.delitem(policies.POLICY_BUILDERS, "checkpoint")  # a kind nobody registered a builder for
     with pytest.raises(PolicyUnavailableError, match="POLICY_BUILDERS"):
         as_factory(PolicySpec(kind="checkpoint", checkpoint="runs/x/step-000100"))
     with pytest.raises(ValidationError, match="needs checkpoint"):
