@@ -1,4 +1,5 @@
-"""The `finetune` flow: the downstream action expert on a frozen μ0 -> checkpoints (with resume) -> loss artifacts.
+"""The `finetune` flow: the downstream action expert on a frozen μ0 (or the π0-style baseline, preset pi0-tiny)
+-> checkpoints (with resume) -> loss artifacts.
 
 Coarse tasks passing a dataset URI and checkpoint paths, never tensors: one checks the inputs (μ0
 checkpoint, demonstrations of the chosen tasks), one runs the training loop (tasks/policy/loop.py).
@@ -33,12 +34,13 @@ class FinetuneReport(BaseModel):
 
 @task(name="demonstrations", cache_policy=NO_CACHE)
 def check_inputs(dataset: str, config: FinetuneConfig) -> tuple[str, int]:
-    """(resolved μ0 checkpoint, demonstrations selected): fails early, before any model is built."""
+    """(resolved μ0 checkpoint, "" for the π0 baseline; demonstrations selected): fails early, before any model is built."""
     from tasks.policy.demos import select_demonstrations
     from tasks.policy.load import resolve_mu0
+    from tasks.policy.loop import uses_mu0
 
-    mu0 = resolve_mu0(config.mu0_checkpoint)
-    return str(mu0), len(select_demonstrations(dataset, config.tasks, config.demos_per_task))
+    mu0 = str(resolve_mu0(config.mu0_checkpoint)) if uses_mu0(config.preset) else ""
+    return mu0, len(select_demonstrations(dataset, config.tasks, config.demos_per_task))
 
 
 @task(name="finetune", cache_policy=NO_CACHE)
@@ -57,7 +59,7 @@ def train_task(dataset: str, config: FinetuneConfig, mu0: str, episodes: int) ->
 
 def loss_markdown(report: FinetuneReport, config: FinetuneConfig) -> str:
     lines = [f"# finetune {report.dataset}", "",
-             f"{config.preset}{'' if config.use_traces else ' (no traces)'} on `{report.mu0_checkpoint}`; "
+             f"{config.preset}{'' if config.use_traces else ' (no traces)'} on `{report.mu0_checkpoint or 'no μ0'}`; "
              f"{report.episodes} demonstrations, {report.samples} steps of data; optimiser steps {report.start_step} -> "
              f"{report.final_step} in {report.seconds:.1f} s ({report.steps_per_s:.3g} steps/s); checkpoint `{report.checkpoint}`",
              "", "| step | loss | gate | lr |", "|---|---|---|---|"]

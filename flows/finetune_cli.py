@@ -13,9 +13,10 @@ console = Console()
 
 def finetune_cli(
     dataset: str = typer.Argument(..., help="Lance dataset with demonstrations (written by `mu0 ingest`)"),
-    mu0: Path = typer.Option(..., "--mu0", help="μ0 checkpoint: a step-<step:06d> directory or a pretrain run directory"),
+    mu0: Optional[Path] = typer.Option(None, "--mu0", help="μ0 checkpoint: a step-<step:06d> directory or a pretrain run "
+                                       "directory (required, except for the π0 baseline)"),
     out: Path = typer.Option(..., help="checkpoint directory (<out>/step-<step:06d>/)"),
-    preset: str = typer.Option("policy-tiny", help="policy preset: policy-tiny | policy-full"),
+    preset: str = typer.Option("policy-tiny", help="policy preset: policy-tiny | policy-full | pi0-tiny (the π0-style baseline, no μ0)"),
     tasks: Optional[str] = typer.Option(None, help="comma-separated tasks to train on (episodes.task); default all"),
     demos_per_task: Optional[int] = typer.Option(None, min=1, help="at most N demonstrations per task"),
     steps: int = typer.Option(300, min=1, help="total optimiser steps (a resumed run continues to this)"),
@@ -28,25 +29,29 @@ def finetune_cli(
     resume: bool = typer.Option(True, help="continue from the latest checkpoint in OUT"),
     device: str = typer.Option("auto", help="auto | cpu | cuda"),
 ):
-    """Train the downstream action expert on DATASET's demonstrations, μ0 frozen; resumable safetensors checkpoints."""
+    """Train the downstream action expert on DATASET's demonstrations, μ0 frozen (or, with --preset pi0-tiny, the
+    π0-style baseline); resumable safetensors checkpoints."""
     from pydantic import ValidationError
 
     from flows.finetune import finetune
-    from models.policy.config import POLICY_PRESETS, get_policy_preset
+    from models.policy.config import get_policy_preset
     from tasks.policy.config import FinetuneConfig
     from tasks.policy.load import resolve_mu0
 
-    if preset not in POLICY_PRESETS:
+    try:
+        kind = get_policy_preset(preset).kind
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--preset") from None
+    if kind == "mu0":
+        if mu0 is None:
+            raise typer.BadParameter(f"preset {preset!r} needs a μ0 checkpoint (train one with `mu0 pretrain`)",
+                                     param_hint="--mu0")
         try:
-            get_policy_preset(preset)
-        except ValueError as exc:
-            raise typer.BadParameter(str(exc), param_hint="--preset") from None
+            resolve_mu0(mu0)
+        except FileNotFoundError as exc:
+            raise typer.BadParameter(str(exc), param_hint="--mu0") from None
     try:
-        resolve_mu0(mu0)
-    except FileNotFoundError as exc:
-        raise typer.BadParameter(str(exc), param_hint="--mu0") from None
-    try:
-        cfg = FinetuneConfig(mu0_checkpoint=str(mu0), out_dir=str(out), preset=preset, tasks=tasks, demos_per_task=demos_per_task,
+        cfg = FinetuneConfig(mu0_checkpoint=str(mu0 or ""), out_dir=str(out), preset=preset, tasks=tasks, demos_per_task=demos_per_task,
                              steps=steps, batch_size=batch_size, lr=lr, use_traces=traces, checkpoint_every=checkpoint_every,
                              log_every=log_every, seed=seed, resume=resume, device=device)
     except ValidationError as exc:

@@ -1,7 +1,8 @@
 """Policy checkpoints: a directory of safetensors + JSON, never pickle, staged then renamed.
 
-    config.json              PolicyConfig (the policy is rebuilt from it)
-    policy.safetensors       mixer, projections and decoder (μ0 is referenced by the run, not copied)
+    config.json              PolicyConfig or Pi0BaselineConfig, told apart by `kind` (the policy is rebuilt from it)
+    policy.safetensors       μ0 policy: mixer, projections and decoder (μ0 is referenced by the run, not copied);
+                             π0 baseline: the whole model
     optimizer.safetensors    optimizer state (+ optimizer.json param groups), for resume
     trainer_state.json       {"step": ...}
     <extra files>            whatever the caller adds (normalisation stats, run settings)
@@ -19,14 +20,18 @@ from safetensors.torch import save_file
 from models.checkpoint import read_step
 from models.loading import load_weights
 from models.policy.config import PolicyConfig
+from models.policy.pi0_baseline import Pi0Baseline
+from models.policy.pi0_config import Pi0BaselineConfig
 from models.policy.policy import Mu0Policy
+
+AnyPolicy = Mu0Policy | Pi0Baseline
 
 
 def _cpu(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return {k: v.detach().contiguous().cpu() for k, v in state.items()}
 
 
-def save_policy(policy: Mu0Policy, out_dir: str | Path, step: int, optimizer: torch.optim.Optimizer | None = None,
+def save_policy(policy: AnyPolicy, out_dir: str | Path, step: int, optimizer: torch.optim.Optimizer | None = None,
                 extra: dict[str, str] | None = None) -> Path:
     """Write checkpoint `out_dir` (replaced if present) with `extra` {file name: text}; returns it."""
     out = Path(out_dir)
@@ -49,14 +54,16 @@ def save_policy(policy: Mu0Policy, out_dir: str | Path, step: int, optimizer: to
     return out
 
 
-def read_policy_config(ckpt_dir: str | Path) -> PolicyConfig:
+def read_policy_config(ckpt_dir: str | Path) -> PolicyConfig | Pi0BaselineConfig:
+    """The config of either kind (`kind` "pi0": the baseline; "mu0" or absent: a μ0 policy)."""
     path = Path(ckpt_dir) / "config.json"
     if not (Path(ckpt_dir) / "policy.safetensors").exists() or not path.exists():
         raise FileNotFoundError(f"{ckpt_dir}: not a policy checkpoint (needs policy.safetensors and config.json)")
-    return PolicyConfig.model_validate_json(path.read_text())
+    data = json.loads(path.read_text())
+    return (Pi0BaselineConfig if data.get("kind") == "pi0" else PolicyConfig).model_validate(data)
 
 
-def load_policy_weights(policy: Mu0Policy, ckpt_dir: str | Path) -> int:
+def load_policy_weights(policy: AnyPolicy, ckpt_dir: str | Path) -> int:
     """Load policy.safetensors into `policy` (strict on everything but μ0); returns the step."""
     missing, unexpected = policy.load_state_dict(load_weights(Path(ckpt_dir) / "policy.safetensors"), strict=False)
     missing = [k for k in missing if not k.startswith("mu0.")]

@@ -4,18 +4,24 @@ Frozen pydantic, stored as config.json beside every policy checkpoint: the polic
 `policy-full` has the published shapes (a gemma_300m-shaped decoder on a 20x20 grid); `policy-tiny`
 sits on a mu0-tiny checkpoint and trains on two CPU cores in minutes. The action and state sizes of a
 run are the dataset's (the finetune loop sets them), so the presets' values only fix the default shapes.
+`get_policy_preset` also knows the π0-style baseline's presets (models/policy/pi0_config.py): one namespace
+of presets for `mu0 finetune --preset`, told apart by each config's `kind`.
 """
 
 from __future__ import annotations
 
 import difflib
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from models.policy.pi0_config import PI0_PRESETS, Pi0BaselineConfig
 
 
 class PolicyConfig(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
+    kind: Literal["mu0"] = Field("mu0", description="checkpoint kind: a μ0 policy (frozen μ0 + action expert)")
     preset: str = Field("custom", description="name of the preset this config came from")
     use_traces: bool = Field(True, description="mix μ0's trace tokens into the VLM tokens; False: the 'VLM + action expert' ablation")
     grid: int = Field(20, ge=2, description="G: μ0 is queried on a uniform G x G keypoint grid (even: 2x2 pooled)")
@@ -70,17 +76,18 @@ POLICY_PRESETS: dict[str, PolicyConfig] = {
 
 
 class UnknownPolicyPresetError(ValueError):
-    """A policy preset name that is not in POLICY_PRESETS."""
+    """A policy preset name that is in neither POLICY_PRESETS nor PI0_PRESETS."""
 
 
-def get_policy_preset(name: str, **overrides) -> PolicyConfig:
+def get_policy_preset(name: str, **overrides) -> PolicyConfig | Pi0BaselineConfig:
     """The preset called `name` (fields optionally overridden); unknown names list the known ones."""
+    presets = {**POLICY_PRESETS, **PI0_PRESETS}
     try:
-        cfg = POLICY_PRESETS[name]
+        cfg = presets[name]
     except KeyError:
-        close = difflib.get_close_matches(name, POLICY_PRESETS, n=1)
+        close = difflib.get_close_matches(name, presets, n=1)
         hint = f" Did you mean {close[0]!r}?" if close else ""
         raise UnknownPolicyPresetError(
-            f"unknown policy preset {name!r}; known presets: {', '.join(sorted(POLICY_PRESETS))}.{hint}"
+            f"unknown policy preset {name!r}; known presets: {', '.join(sorted(presets))}.{hint}"
         ) from None
-    return PolicyConfig(**{**cfg.model_dump(), **overrides}) if overrides else cfg
+    return type(cfg)(**{**cfg.model_dump(), **overrides}) if overrides else cfg

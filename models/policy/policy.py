@@ -53,6 +53,15 @@ class Mu0Policy(nn.Module):
         self.mu0.eval()  # frozen: no dropout, whatever the policy's mode
         return self
 
+    @property
+    def image_size(self) -> int:
+        """Side of the square image the policy takes: μ0's."""
+        return self.mu0.cfg.image_size
+
+    @property
+    def sample_seed(self) -> int:
+        return self.cfg.guidance_seed
+
     def trainable_state_dict(self) -> dict[str, torch.Tensor]:
         """Everything but μ0 (its checkpoint is referenced, not copied)."""
         return {k: v for k, v in self.state_dict().items() if not k.startswith("mu0.")}

@@ -13,10 +13,13 @@ class FinetuneConfig(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     mu0_checkpoint: str = Field(
-        "runs/mu0", description="μ0 checkpoint (a step-<step:06d> directory, or a run directory: its latest step)"
+        "runs/mu0", description="μ0 checkpoint (a step-<step:06d> directory, or a run directory: its latest step); "
+        "unused by the π0 baseline"
     )
-    preset: str = Field("policy-tiny", description="policy preset: policy-tiny (CPU, on mu0-tiny) or policy-full (GPU)")
-    use_traces: bool = Field(True, description="False: the 'VLM + action expert' ablation (no trace tokens, no mixer)")
+    preset: str = Field("policy-tiny", description="policy preset: policy-tiny (CPU, on mu0-tiny), policy-full (GPU), "
+                        "or pi0-tiny (the π0-style baseline: no μ0, everything trained)")
+    use_traces: bool = Field(True, description="False: the 'VLM + action expert' ablation (no trace tokens, no mixer); "
+                            "μ0 presets only")
     steps: int = Field(300, ge=1, description="optimiser steps in total (a resumed run continues up to this)")
     batch_size: int = Field(8, ge=1, description="samples (one step of one demonstration each) per optimiser step")
     lr: float = Field(1e-4, gt=0, description="AdamW peak learning rate")

@@ -1,7 +1,8 @@
-"""Finding a μ0 checkpoint and rebuilding a trained policy from its checkpoint directory.
+"""Finding a μ0 checkpoint, and building a policy of either kind: fresh from its config or from a checkpoint.
 
-A policy checkpoint names the μ0 checkpoint it was trained on (run.json `mu0_checkpoint`, absolute),
-so loading one rebuilds μ0 from there and the policy's own weights on top.
+A μ0 policy checkpoint names the μ0 checkpoint it was trained on (run.json `mu0_checkpoint`, absolute),
+so loading one rebuilds μ0 from there and the policy's own weights on top. A π0 baseline checkpoint
+(config `kind: "pi0"`) holds the whole model and needs no μ0.
 """
 
 from __future__ import annotations
@@ -12,7 +13,10 @@ from pathlib import Path
 import torch
 
 from models.checkpoint import latest_checkpoint, load_checkpoint
-from models.policy.checkpoint import load_policy_weights, read_policy_config
+from models.policy.checkpoint import AnyPolicy, load_policy_weights, read_policy_config
+from models.policy.config import PolicyConfig
+from models.policy.pi0_baseline import Pi0Baseline
+from models.policy.pi0_config import Pi0BaselineConfig
 from models.policy.policy import Mu0Policy
 from tasks.policy.normalize import NormStats
 
@@ -37,18 +41,29 @@ def read_policy_run(ckpt: str | Path) -> dict:
     return json.loads(path.read_text())
 
 
-def load_policy(ckpt: str | Path, device: str | torch.device = "cpu") -> tuple[Mu0Policy, NormStats, int]:
+def new_policy(cfg: PolicyConfig | Pi0BaselineConfig, mu0_checkpoint: str | Path | None) -> AnyPolicy:
+    """A freshly initialised policy of `cfg`'s kind; a μ0 policy sits on `mu0_checkpoint` (the baseline ignores it)."""
+    if isinstance(cfg, Pi0BaselineConfig):
+        return Pi0Baseline(cfg)
+    if mu0_checkpoint is None:
+        raise ValueError(f"policy preset {cfg.preset!r} needs a μ0 checkpoint")
+    mu0, _ = load_checkpoint(mu0_checkpoint)
+    return Mu0Policy(cfg, mu0)
+
+
+def load_policy(ckpt: str | Path, device: str | torch.device = "cpu") -> tuple[AnyPolicy, NormStats, int]:
     """(policy on `device`, its normalisation stats, its step) from a finetune checkpoint directory."""
     cfg = read_policy_config(ckpt)
     run = read_policy_run(ckpt)
-    mu0, _ = load_checkpoint(run["mu0_checkpoint"])
-    policy = Mu0Policy(cfg, mu0)
+    policy = new_policy(cfg, run.get("mu0_checkpoint"))
     step = load_policy_weights(policy, ckpt)
     return policy.to(device), NormStats.load(ckpt), step
 
 
 def check_policy_checkpoint(ckpt: str | Path) -> None:
     """Raise FileNotFoundError naming what is missing unless `ckpt` is a loadable policy checkpoint."""
-    read_policy_config(ckpt)
+    cfg = read_policy_config(ckpt)
     NormStats.load(ckpt)
-    resolve_mu0(read_policy_run(ckpt)["mu0_checkpoint"])
+    run = read_policy_run(ckpt)
+    if cfg.kind == "mu0":
+        resolve_mu0(run["mu0_checkpoint"])

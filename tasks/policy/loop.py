@@ -3,7 +3,8 @@
 `<out>/step-<step:06d>/` holds models/policy/checkpoint.py's files plus `norm_stats.json` (the
 normalisation the weights were trained with) and `run.json` (dataset, absolute μ0 checkpoint, the
 FinetuneConfig, the episodes used). Resuming loads the latest directory, its stats and its optimizer
-state and continues the step count; only the mixer, projections and decoder have gradients.
+state and continues the step count. A μ0 policy trains its mixer, projections and decoder (μ0 frozen);
+the π0 baseline (a `pi0-*` preset, no μ0: run.json `mu0_checkpoint` is null) trains all of itself.
 """
 
 from __future__ import annotations
@@ -18,14 +19,13 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader
 
-from models.checkpoint import latest_checkpoint, load_checkpoint, load_optimizer_state
+from models.checkpoint import latest_checkpoint, load_optimizer_state
 from models.device import resolve_device
-from models.policy.checkpoint import save_policy
+from models.policy.checkpoint import AnyPolicy, save_policy
 from models.policy.config import get_policy_preset
-from models.policy.policy import Mu0Policy
 from tasks.policy.config import FinetuneConfig
 from tasks.policy.demos import DemoSteps, collate, select_demonstrations, stats_of
-from tasks.policy.load import RUN_FILE, load_policy, resolve_mu0
+from tasks.policy.load import RUN_FILE, load_policy, new_policy, resolve_mu0
 from tasks.policy.normalize import STATS_FILE, NormStats
 
 
@@ -54,18 +54,24 @@ def lr_at(step: int, cfg: FinetuneConfig) -> float:
     return floor + (cfg.lr - floor) * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
-def _build(dataset: str, cfg: FinetuneConfig, device) -> tuple[Mu0Policy, NormStats, dict, int, Path | None]:
-    """A fresh policy on the μ0 checkpoint, or the latest checkpoint of out_dir when resuming."""
+def uses_mu0(preset: str) -> bool:
+    """False for the π0 baseline's presets, which train without a μ0 checkpoint."""
+    return get_policy_preset(preset).kind == "mu0"
+
+
+def _build(dataset: str, cfg: FinetuneConfig, device) -> tuple[AnyPolicy, NormStats, dict, int, Path | None]:
+    """A fresh policy (on the μ0 checkpoint for a μ0 preset), or the latest checkpoint of out_dir when resuming."""
     demos = select_demonstrations(dataset, cfg.tasks, cfg.demos_per_task)
     latest = latest_checkpoint(cfg.out_dir) if cfg.resume else None
     if latest is not None:
         policy, stats, start = load_policy(latest, device)
         return policy, stats, demos, start, latest
-    mu0, _ = load_checkpoint(resolve_mu0(cfg.mu0_checkpoint))
     first = next(iter(demos.values()))
-    pcfg = get_policy_preset(cfg.preset, use_traces=cfg.use_traces, action_dim=first.actions.shape[1],
-                             state_dim=first.states.shape[1], seed=cfg.seed)
-    return Mu0Policy(pcfg, mu0).to(device), stats_of(demos), demos, 0, None
+    mu0 = uses_mu0(cfg.preset)
+    pcfg = get_policy_preset(cfg.preset, action_dim=first.actions.shape[1], state_dim=first.states.shape[1], seed=cfg.seed,
+                             **({"use_traces": cfg.use_traces} if mu0 else {}))
+    policy = new_policy(pcfg, resolve_mu0(cfg.mu0_checkpoint) if mu0 else None)
+    return policy.to(device), stats_of(demos), demos, 0, None
 
 
 def _batches(loader: DataLoader) -> Iterator[dict]:
@@ -87,11 +93,14 @@ def train_policy(dataset: str, cfg: FinetuneConfig, on_log: Callable[[dict], Non
     opt = torch.optim.AdamW(params, lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
     if ckpt is not None:
         load_optimizer_state(opt, ckpt)
-    data = DemoSteps(dataset, demos, stats, policy.cfg.chunk, policy.mu0.cfg.image_size)
+    data = DemoSteps(dataset, demos, stats, policy.cfg.chunk, policy.image_size)
     loader = DataLoader(data, batch_size=cfg.batch_size, shuffle=True, collate_fn=collate,
                         generator=torch.Generator().manual_seed(cfg.seed + start), drop_last=len(data) >= cfg.batch_size)
-    run = {"dataset": dataset, "mu0_checkpoint": str(resolve_mu0(cfg.mu0_checkpoint)) if ckpt is None
-           else json.loads((ckpt / RUN_FILE).read_text())["mu0_checkpoint"],
+    if ckpt is not None:
+        mu0 = json.loads((ckpt / RUN_FILE).read_text())["mu0_checkpoint"]
+    else:
+        mu0 = str(resolve_mu0(cfg.mu0_checkpoint)) if policy.cfg.kind == "mu0" else None
+    run = {"dataset": dataset, "mu0_checkpoint": mu0,
            "config": cfg.model_dump(mode="json"), "episodes": sorted(demos)}
     extra = {STATS_FILE: stats.model_dump_json(indent=1), RUN_FILE: json.dumps(run, indent=2)}
     gen = torch.Generator(device=device).manual_seed(cfg.seed * 1_000_003 + start)

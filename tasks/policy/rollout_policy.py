@@ -1,8 +1,10 @@
-"""A trained μ0 policy behind the harness's `Policy` contract (tasks/sim/policy.py): `kind="checkpoint"`.
+"""A trained policy behind the harness's `Policy` contract (tasks/sim/policy.py): `kind="checkpoint"`.
+
+The checkpoint's own `kind` picks the model (a μ0 policy, or the π0-style baseline); both take the same batch.
 
 Each `act` normalises the 39-d Meta-World observation with the checkpoint's statistics, resizes the
 harness image (the corpus camera and resolution) as training did, samples one chunk (16 actions,
-10 Euler steps; μ0 guidance with the config's fixed noise seed) and returns it de-normalised; the
+10 Euler steps; the config's fixed noise seed) and returns it de-normalised; the
 harness executes the first `execute_horizon` (8) actions.
 """
 
@@ -36,7 +38,7 @@ class CheckpointPolicy:
     def act(self, observation: Observation) -> np.ndarray:
         if observation.image is None:
             raise ValueError("the checkpoint policy needs the camera image (needs_image=True)")
-        cfg, size = self.policy.cfg, self.policy.mu0.cfg.image_size
+        cfg, size = self.policy.cfg, self.policy.image_size
         state = np.asarray(observation.state, np.float32).reshape(-1)
         if state.shape[0] != cfg.state_dim:
             raise ValueError(f"the checkpoint expects {cfg.state_dim}-d states, the harness gave {state.shape[0]}")
@@ -47,7 +49,7 @@ class CheckpointPolicy:
             "text": [observation.instruction],
             "state": torch.from_numpy(self.stats.norm_state(state))[None].to(self.device),
         }
-        gen = torch.Generator(device=self.device).manual_seed(cfg.guidance_seed)
+        gen = torch.Generator(device=self.device).manual_seed(self.policy.sample_seed)
         chunk = self.policy.sample(batch, gen)[0].float().cpu().numpy()
         return self.stats.unnorm_action(chunk)
 

@@ -101,3 +101,32 @@ def test_finetune_and_rollout_cli(policy_run, dataset, mu0_run, tmp_path):
     assert res.exit_code == 2 and "--mu0" in text(res) and "mu0 pretrain" in text(res)
     res = runner.invoke(app, ["finetune", dataset, "--mu0", str(mu0_run), "--out", str(tmp_path / "x"), "--preset", "policy-tin"])
     assert res.exit_code == 2 and "policy-tiny" in text(res) and "--preset" in text(res)
+
+
+def test_pi0_baseline_trains_without_mu0_and_rolls_out_through_the_checkpoint_kind(prefect_harness, dataset, tmp_path):
+    """`--preset pi0-tiny`: same flow, data and checkpoint layout, config kind "pi0"; the harness dispatches on it."""
+    from tasks.sim.policies import make_policy
+    from tasks.sim.rollout import rollout_episode
+    from tasks.sim.rollout_config import PolicySpec
+
+    runner = CliRunner()
+    res = runner.invoke(app, ["finetune", dataset, "--preset", "pi0-tiny", "--out", str(tmp_path / "pi0"), "--steps", "3",
+                              "--batch-size", "2", "--log-every", "1", "--tasks", "button-press,drawer-open", "--device", "cpu"])
+    assert res.exit_code == 0, (res.output, res.exception)
+    assert "steps 0 -> 3" in text(res)
+    ckpt = tmp_path / "pi0" / "step-000003"
+    assert json.loads((ckpt / "config.json").read_text())["kind"] == "pi0"
+    assert json.loads((ckpt / "run.json").read_text())["mu0_checkpoint"] is None
+    policy = make_policy(PolicySpec(kind="checkpoint", checkpoint=str(ckpt)))
+    assert (policy.needs_image, policy.chunk, policy.execute_horizon, policy.step) == (True, 16, 8, 3)
+    asked = []
+    act = policy.act
+    policy.act = lambda obs: asked.append(obs.step) or act(obs)
+    res = rollout_episode(policy, "button-press", 100_000, max_steps=20)
+    assert res.steps == 20 and asked == [0, 8, 16] and res.actions.shape == (20, 4)
+    res = runner.invoke(app, ["rollout", "--checkpoint", str(ckpt), "--task", "reach", "--episodes", "1", "--out",
+                              str(tmp_path / "eval"), "--runner", "sequential", "--max-steps", "8", "--videos", "0"])
+    assert res.exit_code == 0, (res.output, res.exception)
+    assert json.loads((tmp_path / "eval" / "rollouts.json").read_text())[0]["steps"] == 8
+    res = runner.invoke(app, ["finetune", dataset, "--out", str(tmp_path / "x")])  # a μ0 preset without --mu0
+    assert res.exit_code == 2 and "--mu0" in text(res) and "mu0 pretrain" in text(res)
