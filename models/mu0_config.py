@@ -6,9 +6,9 @@ every checkpoint; the model is rebuilt from it, never unpickled.
 
 from __future__ import annotations
 
-import difflib
-
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from models.presets import pick_preset
 
 TINY_BACKBONE = "tiny-random"  # a SmolVLM-class backbone built in code with random weights (no download)
 
@@ -110,12 +110,4 @@ class UnknownModelPresetError(ValueError):
 
 def get_model_preset(name: str, **overrides) -> Mu0Config:
     """The preset called `name` (optionally with fields overridden); unknown names list the known ones."""
-    try:
-        cfg = MODEL_PRESETS[name]
-    except KeyError:
-        close = difflib.get_close_matches(name, MODEL_PRESETS, n=1)
-        hint = f" Did you mean {close[0]!r}?" if close else ""
-        raise UnknownModelPresetError(
-            f"unknown model preset {name!r}; known presets: {', '.join(sorted(MODEL_PRESETS))}.{hint}"
-        ) from None
-    return Mu0Config(**{**cfg.model_dump(), **overrides}) if overrides else cfg  # validated
+    return pick_preset(MODEL_PRESETS, name, "model", UnknownModelPresetError, **overrides)

@@ -10,12 +10,12 @@ of presets for `mu0 finetune --preset`, told apart by each config's `kind`.
 
 from __future__ import annotations
 
-import difflib
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from models.policy.pi0_config import PI0_PRESETS, Pi0BaselineConfig
+from models.presets import pick_preset
 
 
 class PolicyConfig(BaseModel):
@@ -81,13 +81,4 @@ class UnknownPolicyPresetError(ValueError):
 
 def get_policy_preset(name: str, **overrides) -> PolicyConfig | Pi0BaselineConfig:
     """The preset called `name` (fields optionally overridden); unknown names list the known ones."""
-    presets = {**POLICY_PRESETS, **PI0_PRESETS}
-    try:
-        cfg = presets[name]
-    except KeyError:
-        close = difflib.get_close_matches(name, presets, n=1)
-        hint = f" Did you mean {close[0]!r}?" if close else ""
-        raise UnknownPolicyPresetError(
-            f"unknown policy preset {name!r}; known presets: {', '.join(sorted(presets))}.{hint}"
-        ) from None
-    return type(cfg)(**{**cfg.model_dump(), **overrides}) if overrides else cfg
+    return pick_preset({**POLICY_PRESETS, **PI0_PRESETS}, name, "policy", UnknownPolicyPresetError, **overrides)
