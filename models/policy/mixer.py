@@ -2,7 +2,10 @@
 
 Queries are the LayerNorm'd VLM tokens, keys/values the projected trace tokens; the residual is scaled
 by sigmoid(gate) with gate = 0 at init, so training starts from a half-open gate the optimiser can
-close (traces useless) or open (traces useful) instead of a hard switch.
+close (traces useless) or open (traces useful) instead of a hard switch. The residual stream is the
+normalised VLM tokens: the VLM's pre-norm hidden states are large (RMS ~160 in mu0-tiny against ~0.1
+for the attention output), so a residual on them would vanish in the decoder's input LayerNorm and the
+traces would never reach the decoder.
 """
 
 from __future__ import annotations
@@ -24,5 +27,6 @@ class GatedMotionMixer(nn.Module):
     def forward(self, vlm_tokens: torch.Tensor, trace_tokens: torch.Tensor) -> torch.Tensor:
         """vlm_tokens (B, P, D_vlm), trace_tokens (B, M, D_trace) -> (B, P, D_vlm)."""
         kv = self.trace_proj(trace_tokens)
-        out, _ = self.attn(self.query_norm(vlm_tokens), kv, kv, need_weights=False)
-        return vlm_tokens + torch.sigmoid(self.gate) * out
+        q = self.query_norm(vlm_tokens)
+        out, _ = self.attn(q, kv, kv, need_weights=False)
+        return q + torch.sigmoid(self.gate) * out

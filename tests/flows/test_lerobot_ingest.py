@@ -43,7 +43,7 @@ def test_each_lerobot_episode_becomes_an_episode_with_its_demonstration(prefect_
     res = ingest(dataset, tiny_model, "--camera", FRONT)
     assert res.exit_code == 0, res.output
     rows = sorted(query.episodes(str(dataset)).to_pylist(), key=lambda r: r["source_uri"])
-    assert [r["source_uri"] for r in rows] == [f"{fixture_root()}#episode={e}&camera={FRONT}" for e in range(3)]
+    assert [r["source_uri"] for r in rows] == [f"{fixture_root().resolve()}#episode={e}&camera={FRONT}" for e in range(3)]  # ids and uris use the resolved root
     assert [r["status"] for r in rows] == ["ok"] * 3, [r["errors"] for r in rows]
     assert [r["n_frames"] for r in rows] == list(LENGTHS) and [r["instruction"] for r in rows] == list(TASKS)
     assert {(r["width"], r["height"], r["depth_source"], r["pose_source"]) for r in rows} == {(128, 96, "depth-anything", "open3d")}
