@@ -70,9 +70,13 @@ class Mu0Policy(nn.Module):
 
     @torch.no_grad()
     def _guidance(self, batch: dict, generator: torch.Generator | None):
+        """μ0's one-step guidance from noise drawn with `guidance_seed` on every call, in training as at
+        inference: one draw changes the trace tokens by ~46% against another, so random draws in
+        training would teach the decoder that the traces are noise."""
         m = self.mu0
         b = mu0_batch(batch["image"], batch["text"], self.grid_uv, m.cfg.history_len, batch.get("uv_image_scale"))
-        hidden, valid, keypoints = m.trace_guidance(b, generator)
+        fixed = torch.Generator(device=m.device).manual_seed(self.cfg.guidance_seed)
+        hidden, valid, keypoints = m.trace_guidance(b, fixed)
         ids, text_valid = m.backbone.tokenize(list(batch["text"]), hidden.device)
         text = m.backbone.vlm.text_model.get_input_embeddings()(ids)
         return hidden.float(), valid, pool_grid(keypoints.float(), self.cfg.grid), text.float(), text_valid
