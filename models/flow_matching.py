@@ -24,6 +24,16 @@ def interpolate(target: torch.Tensor, noise: torch.Tensor, t: torch.Tensor) -> t
     return tt * noise + (1 - tt) * target, noise - target
 
 
+def noisy_pair(target: torch.Tensor, generator: torch.Generator | None = None):
+    """(x_t, v_target, t) for one training step: noise and Beta time drawn on the generator's device
+    (so a seeded CPU generator gives the same draws whatever device the model is on)."""
+    gdev = generator.device if generator is not None else target.device
+    noise = torch.randn(target.shape, generator=generator, device=gdev).to(target.device)
+    t = sample_time(target.shape[0], generator, gdev).to(target.device)
+    x_t, v_target = interpolate(target, noise, t)
+    return x_t, v_target, t
+
+
 def flow_loss(v_pred: torch.Tensor, v_target: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
     """MSE over (D, 3) per keypoint, averaged over keypoints with `valid` (B, N) True (0 if none)."""
     per_kp = (v_pred.float() - v_target.float()).pow(2).mean(dim=(-1, -2))

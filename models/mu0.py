@@ -21,9 +21,8 @@ from models.flow_matching import (
     done_loss,
     euler_sample,
     flow_loss,
-    interpolate,
+    noisy_pair,
     rigidity_loss,
-    sample_time,
 )
 from models.keypoint_tokens import KeypointTokens
 from models.masks import suffix_attention_mask, suffix_layout, suffix_token_valid
@@ -131,12 +130,7 @@ class Mu0(nn.Module):
         future_valid (B,N,H), cluster_id (B,N), and optionally depth_image / has_depth.
         """
         cfg = self.cfg
-        P = batch["target_ctrl"].float()
-        B = P.shape[0]
-        gdev = generator.device if generator is not None else P.device
-        noise = torch.randn(P.shape, generator=generator, device=gdev).to(P.device)
-        t = sample_time(B, generator, gdev).to(P.device)
-        x_t, v_target = interpolate(P, noise, t)
+        x_t, v_target, t = noisy_pair(batch["target_ctrl"].float(), generator)
         ctx = self._context(batch)
         v, done_logits = self._predict(ctx, batch, x_t, t)
         fit = batch["target_valid"] & batch["keypoint_mask"]

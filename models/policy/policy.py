@@ -17,7 +17,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from models.flow_matching import euler_sample, interpolate, sample_time
+from models.flow_matching import euler_sample, noisy_pair
 from models.mu0 import Mu0
 from models.policy.config import PolicyConfig
 from models.policy.decoder import ActionDecoder
@@ -102,11 +102,7 @@ class Mu0Policy(nn.Module):
     def loss(self, batch: dict, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
         """Flow-matching MSE on the normalised action chunk, over valid (unpadded) steps."""
         a = batch["actions"].float()
-        B = a.shape[0]
-        gdev = generator.device if generator is not None else a.device
-        noise = torch.randn(a.shape, generator=generator, device=gdev).to(a.device)
-        t = sample_time(B, generator, gdev).to(a.device)
-        x_t, v_target = interpolate(a, noise, t)
+        x_t, v_target, t = noisy_pair(a, generator)
         tokens, valid = self.prefix(batch, generator)
         v = self.decoder(tokens, valid, x_t, t)
         w = batch["action_mask"].float()[..., None].expand_as(a)

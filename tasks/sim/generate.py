@@ -93,6 +93,13 @@ PRETRAIN_TASKS = [t for t in sorted(INSTRUCTIONS) if t not in HELD_OUT_TASKS]
 TASK_SETS = {"bench": BENCH_TASKS, "pretrain": PRETRAIN_TASKS, "held-out": HELD_OUT_TASKS, "all": sorted(INSTRUCTIONS)}
 
 
+def instruction_of(task: str) -> str:
+    """The task's instruction; an unknown task is refused listing the known ones."""
+    if task not in INSTRUCTIONS:
+        raise ValueError(f"unknown task {task!r}; expected one of {sorted(INSTRUCTIONS)}")
+    return INSTRUCTIONS[task]
+
+
 def task_names(spec: str) -> list[str]:
     """`pick-place,reach` or a named set from TASK_SETS; unknown names are refused before anything renders."""
     names = [t.strip().removesuffix("-v3") for t in spec.split(",") if t.strip()]
@@ -161,8 +168,7 @@ def run_episode(
     """Roll out the scripted expert on one seeded instance of `task` and write its episode directory."""
     from metaworld.policies import ENV_POLICY_MAP
 
-    if task not in INSTRUCTIONS:
-        raise ValueError(f"unknown task {task!r}; expected one of {sorted(INSTRUCTIONS)}")
+    instruction_of(task)
     view = view or FreeCamera()
     env = _make_env(task, seed)
     env.max_path_length = max(env.max_path_length, max_steps + 1)

@@ -15,7 +15,7 @@ import mujoco
 import numpy as np
 
 from tasks.sim.camera import FreeCamera
-from tasks.sim.generate import _RENDER_OFF, INSTRUCTIONS, _make_env
+from tasks.sim.generate import _RENDER_OFF, _make_env, instruction_of
 from tasks.sim.policy import ACTION_DIM, Observation, Policy
 
 
@@ -75,9 +75,7 @@ def rollout_episode(
     view: FreeCamera | None = None,
 ) -> RolloutResult:
     """Run `policy` on the instance of `task` drawn from `seed`; max_steps None: the env's max_path_length (500)."""
-    if task not in INSTRUCTIONS:
-        raise ValueError(f"unknown task {task!r}; expected one of {sorted(INSTRUCTIONS)}")
-    instruction = INSTRUCTIONS[task]
+    instruction = instruction_of(task)
     env = _make_env(task, seed)
     max_steps = env.max_path_length if max_steps is None else int(max_steps)
     env.max_path_length = max(env.max_path_length, max_steps)

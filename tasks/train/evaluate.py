@@ -62,10 +62,14 @@ def eval_batches(
     split: str = "eval",
     eval_fraction: float = 0.05,
     batch_size: int = 8,
+    max_slots: int | None = None,
 ) -> list[dict]:
-    """The protocol's slots of `split` as collated batches (kept in memory: a few hundred slots)."""
+    """The protocol's slots of `split` as collated batches (kept in memory: a few hundred slots); only the
+    first `max_slots` of them are read when given."""
     index = TraceIndex.build(root).split(split, eval_fraction).usable(root, batch_cfg.n_ctrl, batch_cfg.horizon)
     slots = headline_slots(index, protocol.slot_offsets)
+    if max_slots is not None:
+        slots = slots.select(np.arange(len(slots.rows)) < max_slots)
     tf = SampleToItem(batch_cfg, stats, train=False, seed=protocol.seed, n_keypoints=protocol.n_keypoints,
                       use_history=protocol.use_history, use_depth=protocol.use_depth)
     ds = LanceTraceDataset(root, split="all", transform=tf, read_depth=protocol.use_depth, index=slots)

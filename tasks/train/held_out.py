@@ -22,15 +22,9 @@ class HeldOutScorer:
     def __init__(self, root: str, split: str, eval_fraction: float, stats: TraceStats, batch_cfg: BatchConfig,
                  max_slots: int, protocol: EvalProtocol = EvalProtocol()) -> None:
         self.stats, self.protocol = stats, protocol
-        batches = eval_batches(root, stats, batch_cfg, protocol, split=split, eval_fraction=eval_fraction)
-        kept, n = [], 0
-        for b in batches:
-            if n >= max_slots:
-                break
-            kept.append(b)
-            n += len(b["text"])
-        self.batches = kept
-        self.n_slots = n
+        self.batches = eval_batches(root, stats, batch_cfg, protocol, split=split, eval_fraction=eval_fraction,
+                                    max_slots=max_slots)
+        self.n_slots = sum(len(b["text"]) for b in self.batches)
 
     def __bool__(self) -> bool:
         return self.n_slots > 0
