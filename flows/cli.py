@@ -90,7 +90,7 @@ def ingest(
 
     Settings apply in order: the preset, --config FILE, the flags below, --set KEY=VALUE (e.g. --set decode.target_fps=5);
     `mu0 config show --preset P` prints them all. A LeRobot dataset is read like plain video (add --depth depth-anything
-    --pose open3d); --camera and --episodes are shortcuts for --set lerobot.camera=KEY / lerobot.episodes=[0,3,7].
+    --pose open3d; --depth given where it has a depth feature); --camera and --episodes are shortcuts for --set lerobot.camera=KEY / lerobot.episodes=[0,3,7].
     """
     try:
         picked = None if episodes is None else [int(e) for e in episodes.split(",") if e.strip()]

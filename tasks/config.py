@@ -177,6 +177,11 @@ class LeRobotConfig(_Frozen):
     episodes: tuple[int, ...] | None = Field(None, description="episode_index values to ingest; None: every episode")
     state_key: str | None = Field("observation.state", description="feature stored as demonstrations.state; None: none")
     action_key: str | None = Field("action", description="feature stored as demonstrations.action; None: none")
+    depth_key: str | None = Field(
+        None, description="feature holding depth registered to the camera (a video flagged video.is_depth_map, or a "
+        "numeric (H, W[, 1]) column); None: the dataset's one depth feature if it has one"
+    )
+    depth_scale: float = Field(1.0, gt=0, description="meters per stored depth unit (0.001 for millimetres)")
 
 
 class IngestConfig(_Frozen):

@@ -34,6 +34,20 @@ class LeRobotPart:
     data: str
     length: int  # frames (= data rows) of the episode
     fps: float
+    depth: LeRobotDepth | None = None  # the depth feature read as given depth, if the dataset has one
+
+
+@dataclass(frozen=True)
+class LeRobotDepth:
+    """Where an episode's depth lives: the `key` column of its data file ((H, W) arrays), or (`video` set) the
+    [from_s, to_s) slice of a depth-map video; `scale` meters per stored unit."""
+
+    key: str
+    scale: float
+    video: str | None = None
+    from_s: float = 0.0
+    to_s: float = 0.0
+    hw: tuple[int, int] = (0, 0)  # (H, W) of a column's per-frame array
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,7 @@
 Every value in it is a function of (episode e, frame f), given in ../shared/lerobot/README.md; the functions
 here restate them so tests can assert exact states and actions and patch-mean pixels within the AV1
 tolerance. `writable_copy` gives a copy to break on purpose; `split_last_episode` moves episode 2 into its
-own data file and video file (another chunk), as a large dataset has them.
+own data file and video file (another chunk), as a large dataset has them; `add_depth_column` gives it depth.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ FRONT, WRIST = "observation.images.front", "observation.images.wrist"
 COLOURS = np.array([(220, 40, 40), (40, 200, 60), (40, 60, 220)], np.float64)
 EPISODES_FILE = Path("meta/episodes/chunk-000/file-000.parquet")
 DATA_FILE = Path("data/chunk-000/file-000.parquet")
+DEPTH_KEY = "observation.depth"  # added by add_depth_column; the fixture itself has no depth
 
 
 def fixture_root() -> Path:
@@ -127,3 +128,23 @@ def split_last_episode(root: Path) -> None:
         whole.with_suffix(".tmp.mp4").replace(whole)
         changes |= {f"videos/{key}/chunk_index": 1, f"videos/{key}/from_timestamp": 0.0, f"videos/{key}/to_timestamp": 2.0}
     edit_episode(root, 2, **changes)
+
+
+def depth_mm(e: int, f: int) -> np.ndarray:
+    """(96, 128) uint16 millimetres: 500 + 10 f + 100 e + x."""
+    return (500 + 10 * f + 100 * e + np.arange(128))[None, :].repeat(96, 0).astype(np.uint16)
+
+
+def add_depth_column(root: Path) -> Path:
+    """`observation.depth` (uint16 mm, (96, 128), `depth_mm`) in the data rows; episode 1 frame 3 has a 10x10 hole of 0s."""
+    data = pq.read_table(root / DATA_FILE)
+    maps = []
+    for e, f in zip(data["episode_index"].to_pylist(), data["frame_index"].to_pylist()):
+        d = depth_mm(e, f)
+        if (e, f) == (1, 3):
+            d[10:20, 30:40] = 0  # unknown, as sensors write it
+        maps.append(d.tolist())
+    pq.write_table(data.append_column(DEPTH_KEY, pa.array(maps, pa.list_(pa.list_(pa.uint16())))), root / DATA_FILE)
+    info = json.loads((root / "meta/info.json").read_text())
+    edit_info(root, features={**info["features"], DEPTH_KEY: {"dtype": "uint16", "shape": [96, 128], "names": None}})
+    return root

@@ -90,8 +90,8 @@ def decode(
     complete it must be, is the depth stage's rule; likewise given cameras for the pose stage.
     """
     if src.kind == "lerobot":
-        video, meta, K, demo = read_lerobot(src, cfg, lerobot, min_frames)
-        return _episode(src, video, meta, K=K).replace(demo=demo)
+        video, meta, K, demo, depth = read_lerobot(src, cfg, lerobot, min_frames)
+        return _episode(src, video, meta, K=K, depth=depth).replace(demo=demo)
     path = Path(src.uri)
     if src.kind == "video":
         video = read_video(path, cfg, min_frames)

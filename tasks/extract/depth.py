@@ -63,7 +63,8 @@ def check_given_depth(ep: Episode) -> Episode:
     MAX_INVALID_DEPTH_FRACTION unknown. A frame without depth cannot be lifted, and masked silently
     it surfaces stages later as a tracking collapse that blames the camera.
     """
-    where = f"{ep.source.uri}/depth.npy"
+    feature = ep.meta.get("depth_feature")  # a LeRobot dataset's depth feature
+    where = f"{ep.source.uri} ({feature})" if feature else f"{ep.source.uri}/depth.npy"
     if ep.depth is None:
         raise ConfigurationError(f"{where}: depth backend 'given' needs depth.npy (T,H,W meters), which is missing")
     per_frame = (~np.isfinite(ep.depth)).reshape(len(ep.depth), -1).mean(axis=1)  # unknown share of each frame

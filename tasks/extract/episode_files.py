@@ -69,19 +69,29 @@ def read_depth(
     """
     check_depth_header(path, count, src_hw)
     arr = np.load(path, mmap_mode="r", allow_pickle=False)
-    resize = size != (src_hw[1], src_hw[0])
-    out = np.empty((len(index), size[1], size[0]), np.float32)
-    infinite = np.zeros(len(index), np.int64)
-    negative = np.zeros(len(index), np.int64)
     step = max(1, (64 << 20) // max(1, src_hw[0] * src_hw[1] * 4))  # ~64 MB of source depth at a time
-    for a in range(0, len(index), step):
-        d = np.array(arr[index[a : a + step]], dtype=np.float32)
-        infinite[a : a + step] = np.count_nonzero(np.isinf(d), axis=(1, 2))
-        negative[a : a + step] = np.count_nonzero(d < 0, axis=(1, 2))
+    return clean_depth((arr[index[a : a + step]] for a in range(0, len(index), step)), len(index), src_hw, size)
+
+
+def clean_depth(
+    blocks, n: int, src_hw: tuple[int, int], size: tuple[int, int], scale: float = 1.0
+) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Blocks of source depth frames (k, H, W) in stored units -> float32 (n, h, w) meters at the working size,
+    NaN where unknown (NaN, +-inf or <= 0), with per frame the count of broken (+-inf, negative) source pixels."""
+    out = np.empty((n, size[1], size[0]), np.float32)
+    infinite = np.zeros(n, np.int64)
+    negative = np.zeros(n, np.int64)
+    a = 0
+    for block in blocks:
+        d = np.array(block, dtype=np.float32) * np.float32(scale)
+        b = a + len(d)
+        infinite[a:b] = np.count_nonzero(np.isinf(d), axis=(1, 2))
+        negative[a:b] = np.count_nonzero(d < 0, axis=(1, 2))
         d[~((d > 0) & (d < np.inf))] = np.nan  # NaN, +-inf or <= 0 (NaN compares False)
-        if resize:
+        if size != (src_hw[1], src_hw[0]):
             d = np.stack([cv2.resize(x, size, interpolation=cv2.INTER_NEAREST) for x in d])
-        out[a : a + step] = d
+        out[a:b] = d
+        a = b
     return out, {"infinite": infinite, "negative": negative, "pixels": np.int64(src_hw[0] * src_hw[1])}
 
 

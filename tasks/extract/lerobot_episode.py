@@ -1,12 +1,14 @@
 """Stage 0 for one episode of a LeRobot v3 dataset (input format 3): its camera's slice of the shared mp4, its
-rows of the data parquet (the demonstration) and its task string.
+rows of the data parquet (the demonstration), its task string and, when the dataset has a depth feature, its depth.
 
 Discovery resolved where everything lives (`EpisodeSource.lerobot`, tasks/run/lerobot_sources.py), so a worker
 reads this episode's bytes only: it seeks into the mp4 (any codec FFmpeg decodes, LeRobot's AV1 through
 libdav1d) and reads the parquet filtered on `episode_index`. Frame n of the slice goes with the row whose
-`frame_index` is n, so the video, the rows and meta/episodes must agree on the length. A LeRobot video brings
-neither depth nor cameras: the plain-video rules apply (depth predicted, poses estimated, intrinsics from the
-container's tags or the field-of-view prior). Every refusal names the file and the cause.
+`frame_index` is n, so the video, the rows and meta/episodes must agree on the length. A LeRobot dataset brings
+no camera poses (estimated) and usually no depth: then the plain-video rules apply (depth predicted, intrinsics
+from the container's tags or the field-of-view prior). A depth feature (a depth-map video, or a per-frame array in
+the data rows) registered to the camera is read as given depth, scaled by `depth_scale` to meters, at the
+camera's kept frames and working size. Every refusal names the file and the cause.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import pyarrow.parquet as pq
 
 from tasks.config import DecodeConfig, LeRobotConfig
 from tasks.errors import EpisodeInputError
+from tasks.extract.episode_files import clean_depth
 from tasks.extract.intrinsics import intrinsics_from_metadata, resize_intrinsics, video_metadata
 from tasks.extract.video import Video, check_enough_frames, check_window, probe_video, read_video
 from tasks.types import EpisodeDemo, EpisodeSource, LeRobotPart
@@ -41,8 +44,9 @@ def precheck_lerobot(src: EpisodeSource, cfg: DecodeConfig, min_frames: int = 1)
 
 def read_lerobot(
     src: EpisodeSource, cfg: DecodeConfig, keys: LeRobotConfig, min_frames: int = 1
-) -> tuple[Video, dict, np.ndarray | None, EpisodeDemo | None]:
-    """(frames of the episode's time range, meta with its task, K when the mp4 tags give one, demonstration)."""
+) -> tuple[Video, dict, np.ndarray | None, EpisodeDemo | None, np.ndarray | None]:
+    """(frames of the episode's time range, meta with its task, K when the mp4 tags give one, demonstration,
+    depth when the dataset has a depth feature)."""
     part = _part(src)
     path = Path(part.video)
     video = read_video(path, cfg, min_frames, window=(part.from_s, part.to_s))
@@ -59,7 +63,32 @@ def read_lerobot(
     if found:
         K = resize_intrinsics(found[0], video.src_size, (video.frames.shape[2], video.frames.shape[1]))
         meta["intrinsics"] = found[1]
-    return video, meta, K, demonstration(rows, part, keys)
+    depth = None
+    if part.depth is not None:
+        depth, corrupt = read_lerobot_depth(part, video, cfg, min_frames)
+        meta |= {"depth_corrupt_px": corrupt, "depth_feature": part.depth.key}
+    return video, meta, K, demonstration(rows, part, keys), depth
+
+
+def read_lerobot_depth(part: LeRobotPart, video: Video, cfg: DecodeConfig, min_frames: int) -> tuple[np.ndarray, dict]:
+    """The episode's depth at the camera's kept frames and working size (meters, NaN unknown), from a depth-map
+    video's first channel or the data rows' (H, W) arrays, times the depth scale."""
+    given = part.depth
+    size = (video.frames.shape[2], video.frames.shape[1])
+    if given.video is not None:
+        maps = read_video(Path(given.video), cfg, min_frames, window=(given.from_s, given.to_s))
+        if maps.count.n != part.length or not np.array_equal(maps.index, video.index):
+            raise EpisodeInputError(
+                f"{given.video}: [{given.from_s:g}, {given.to_s:g}) s holds {maps.count.n} depth frames, but episode "
+                f"{part.index} has {part.length}"
+            )
+        return clean_depth([maps.frames[..., 0]], len(maps.index), maps.frames.shape[1:3], size, given.scale)
+    table = pq.read_table(part.data, columns=[given.key, "frame_index"], filters=[("episode_index", "=", part.index)])
+    table = table.sort_by("frame_index").take(pa.array(np.asarray(video.index, np.int64)))
+    flat = feature_array(table, given.key, part.data)
+    if flat.shape[1] != given.hw[0] * given.hw[1]:
+        raise EpisodeInputError(f"{part.data}: column {given.key} rows hold {flat.shape[1]} values, info.json says {given.hw}")
+    return clean_depth([flat.reshape(len(flat), *given.hw)], len(flat), given.hw, size, given.scale)
 
 
 def _part(src: EpisodeSource) -> LeRobotPart:

@@ -9,7 +9,7 @@ or the file and the valid choices.
 
 The id is sha256 over what identifies the episode's content (info.json's version, robot type, fps and the
 specs of the features read; the episode's row of meta/episodes with the statistics of those features), the
-LeRobot settings that change its data (camera, state and action keys) and the extraction key. Neither where
+LeRobot settings that change its data (camera, state, action and depth keys, depth scale) and the extraction key. Neither where
 the dataset lies nor which other episodes are selected enters it, so a resumed run finds the same ids, and
 episodes recorded later leave the earlier ones' ids alone.
 """
@@ -25,7 +25,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from tasks.config import IngestConfig
-from tasks.types import EpisodeSource, LeRobotPart
+from tasks.types import EpisodeSource, LeRobotDepth, LeRobotPart
 
 INFO_FILE = Path("meta") / "info.json"
 EPISODES_DIR = Path("meta") / "episodes"
@@ -78,6 +78,33 @@ def pick_camera(root: Path, info: dict, camera: str | None) -> str:
     if camera not in keys:
         raise LeRobotSourceError(f"{root}: no camera {camera!r}; its video features are: {', '.join(keys)} (--camera KEY)")
     return camera
+
+
+def is_depth_feature(key: str, feature) -> bool:
+    """A depth-map video (lerobot flags it `video.is_depth_map`), or a numeric per-frame image whose name says depth."""
+    if not isinstance(feature, dict):
+        return False
+    if feature.get("dtype") == "video":
+        return bool((feature.get("info") or {}).get("video.is_depth_map"))
+    shape = feature.get("shape") or []
+    image = len(shape) == 2 or (len(shape) == 3 and shape[-1] == 1)
+    return image and "depth" in key.lower() and feature.get("dtype") not in ("image", "string")
+
+
+def pick_depth(root: Path, info: dict, key: str | None) -> str | None:
+    """The configured depth feature, or the dataset's only one (None when it has none; several must be named)."""
+    found = [k for k, f in info["features"].items() if is_depth_feature(k, f)]
+    if key is None:
+        if len(found) > 1:
+            raise LeRobotSourceError(f"{root}: several depth features ({', '.join(found)}); pick one: --set lerobot.depth_key=KEY")
+        return found[0] if found else None
+    if key not in found:
+        have = ", ".join(found) if found else "none"
+        raise LeRobotSourceError(
+            f"{root}: no depth feature {key!r} (a video with info video.is_depth_map, or a numeric (H, W[, 1]) feature "
+            f"named *depth*); its depth features: {have}"
+        )
+    return key
 
 
 def check_keys(root: Path, info: dict, keys: dict[str, str | None]) -> None:
@@ -137,30 +164,54 @@ def _path(root: Path, template: str, **fields) -> str:
         raise LeRobotSourceError(f"{root / INFO_FILE}: cannot fill the path template {template!r} ({exc!r})") from None
 
 
-def _part(root: Path, info: dict, row: dict, camera: str) -> LeRobotPart:
-    v = f"videos/{camera}/"
-    need = ["data/chunk_index", "data/file_index", *(v + c for c in ("chunk_index", "file_index", "from_timestamp", "to_timestamp"))]
-    missing = [c for c in need if row.get(c) is None]
+_SPAN = ("chunk_index", "file_index", "from_timestamp", "to_timestamp")
+
+
+def _video_span(root: Path, info: dict, row: dict, key: str) -> tuple[str, float, float]:
+    """(mp4 path, from seconds, to seconds) of the episode in video feature `key`."""
+    v = f"videos/{key}/"
+    missing = [v + c for c in _SPAN if row.get(v + c) is None]
     if missing:
         raise LeRobotSourceError(f"{root / EPISODES_DIR}: episode {row['episode_index']} has no {', '.join(missing)}")
+    path = _path(root, info["video_path"], video_key=key, chunk_index=row[v + "chunk_index"], file_index=row[v + "file_index"])
+    return path, float(row[v + "from_timestamp"]), float(row[v + "to_timestamp"])
+
+
+def _part(root: Path, info: dict, row: dict, camera: str, depth: str | None, depth_scale: float) -> LeRobotPart:
+    missing = [c for c in ("data/chunk_index", "data/file_index") if row.get(c) is None]
+    if missing:
+        raise LeRobotSourceError(f"{root / EPISODES_DIR}: episode {row['episode_index']} has no {', '.join(missing)}")
+    video, from_s, to_s = _video_span(root, info, row, camera)
+    given = None
+    if depth is not None:
+        feature = info["features"][depth]
+        if feature.get("dtype") == "video":
+            given = LeRobotDepth(depth, depth_scale, *_video_span(root, info, row, depth))
+        else:
+            given = LeRobotDepth(depth, depth_scale, hw=(int(feature["shape"][0]), int(feature["shape"][1])))
     return LeRobotPart(
         root=str(root),
         index=int(row["episode_index"]),
         camera=camera,
-        video=_path(root, info["video_path"], video_key=camera, chunk_index=row[v + "chunk_index"], file_index=row[v + "file_index"]),
-        from_s=float(row[v + "from_timestamp"]),
-        to_s=float(row[v + "to_timestamp"]),
+        video=video,
+        from_s=from_s,
+        to_s=to_s,
         data=_path(root, info["data_path"], chunk_index=row["data/chunk_index"], file_index=row["data/file_index"]),
         length=int(row["length"]),
         fps=float(info["fps"]),
+        depth=given,
     )
+
+
+def features_read(reads: dict) -> list[str]:
+    return [v for k, v in reads.items() if (k == "camera" or k.endswith("_key")) and v]
 
 
 def episode_id(info: dict, row: dict, reads: dict[str, str | None], extraction_key: str) -> str:
     """sha256 of the episode's identity (see the module doc), the settings that change its data and the extraction key."""
     identity = {
         "info": {k: info.get(k) for k in _INFO_IDENTITY},
-        "features": {k: info["features"].get(k) for k in reads.values() if k},
+        "features": {k: info["features"].get(k) for k in features_read(reads)},
         "episode": row,
         "reads": reads,
     }
@@ -175,17 +226,24 @@ def lerobot_sources(root: Path, cfg: IngestConfig) -> list[EpisodeSource]:
     lr = cfg.lerobot
     camera = pick_camera(root, info, lr.camera)
     check_keys(root, info, {"state_key": lr.state_key, "action_key": lr.action_key})
-    if cfg.depth.backend == "given" or cfg.pose.backend == "given":
+    depth = pick_depth(root, info, lr.depth_key)
+    if cfg.pose.backend == "given":
         raise LeRobotSourceError(
-            f"{root}: a LeRobot dataset gives no depth maps or camera poses to use as given; ingest it like a plain "
-            "video: --depth depth-anything --pose open3d"
+            f"{root}: a LeRobot dataset gives no camera poses to use as given; estimate them: --pose open3d"
+        )
+    if cfg.depth.backend == "given" and depth is None:
+        raise LeRobotSourceError(
+            f"{root}: --depth given needs a depth feature (a video with info video.is_depth_map, or a numeric "
+            "(H, W[, 1]) feature named *depth*) and this dataset has none; predict depth: --depth depth-anything"
         )
     reads = {"camera": camera, "state_key": lr.state_key, "action_key": lr.action_key}
-    rows = episode_rows(root, {k for k in reads.values() if k})
+    if depth:  # only then: datasets without depth keep the ids they had before depth was read
+        reads |= {"depth_key": depth, "depth_scale": lr.depth_scale}
+    rows = episode_rows(root, features_read(reads))
     key = cfg.extraction_key()
     out = []
     for row in _selected(root, rows, lr.episodes):
-        part = _part(root, info, row, camera)
+        part = _part(root, info, row, camera, depth, lr.depth_scale)
         out.append(
             EpisodeSource(
                 uri=f"{root}#episode={part.index}&camera={camera}",

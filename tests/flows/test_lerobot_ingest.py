@@ -7,6 +7,7 @@ lose frames and keeps low-coverage episodes: it is about what a LeRobot episode 
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import pytest
 from typer.testing import CliRunner
@@ -17,7 +18,9 @@ from storage import query
 from storage.check import check_dataset
 from storage.dataset import open_table
 from storage.demonstrations import read_demonstrations
-from tests.lerobot_fixture import FRONT, LENGTHS, TASKS, WRIST, action, fixture_root, state
+from tests.lerobot_fixture import (
+    FRONT, LENGTHS, TASKS, WRIST, action, add_depth_column, depth_mm, fixture_root, state, writable_copy,
+)
 
 runner = CliRunner()
 LENIENT = ["--set", "pose.max_lost_frac=1", "--set", "filter.min_track_coverage=0", "--captions", "off"]
@@ -60,6 +63,21 @@ def test_each_lerobot_episode_becomes_an_episode_with_its_demonstration(prefect_
     again = ingest(dataset, tiny_model, "--camera", FRONT)  # resume: nothing new, nothing twice
     assert again.exit_code == 0 and len(query.episodes(str(dataset))) == 3
     assert open_table(str(dataset), "demonstrations").count_rows() == sum(LENGTHS)
+
+
+def test_a_depth_feature_is_ingested_as_given_depth(prefect_harness, tmp_path):
+    root = add_depth_column(writable_copy(tmp_path / "robot"))
+    dataset = tmp_path / "ds"
+    args = ["ingest", str(root), "--dataset", str(dataset), "--sequential", "--depth", "given", "--pose", "open3d",
+            "--set", "lerobot.depth_scale=0.001", *LENIENT]
+    res = runner.invoke(app, args)
+    assert res.exit_code == 0, res.output
+    rows = sorted(query.episodes(str(dataset)).to_pylist(), key=lambda r: r["source_uri"])
+    assert [(r["status"], r["depth_source"], r["n_frames"]) for r in rows] == [("ok", "given", n) for n in LENGTHS], rows
+    for e, r in enumerate(rows):  # the stored depth frames are the feature's, to the millimetre
+        png = query.frame_blobs(str(dataset), r["episode_id"], [0, 2], "depth_png16")
+        stored = [cv2.imdecode(np.frombuffer(b, np.uint8), cv2.IMREAD_UNCHANGED) for b in png]
+        assert [np.array_equal(d, depth_mm(e, f)) for d, f in zip(stored, (0, 2))] == [True, True], e
 
 
 def test_selected_episodes_of_another_camera(prefect_harness, tiny_model, tmp_path):

@@ -54,8 +54,8 @@ def test_a_folder_of_datasets_and_videos(tmp_path):
         ({}, {"lerobot.camera": "observation.images.top"}, ["'observation.images.top'", FRONT, WRIST, "--camera"]),
         ({}, {"lerobot.episodes": [1, 7]}, ["no episode 7", "episode_index 0-2"]),
         ({}, {"lerobot.state_key": "observation.joints"}, ["'observation.joints'", "observation.state", "action", "null"]),
-        ({}, {"depth.backend": "given"}, ["--depth depth-anything --pose open3d"]),
-        ({}, {"pose.backend": "given"}, ["--depth depth-anything --pose open3d"]),
+        ({}, {"depth.backend": "given"}, ["needs a depth feature", "video.is_depth_map", "--depth depth-anything"]),
+        ({}, {"pose.backend": "given"}, ["no camera poses", "--pose open3d"]),
     ],
 )
 def test_refusals_name_the_key_and_the_choices(tmp_path, edit, settings, words):
