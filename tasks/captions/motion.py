@@ -53,11 +53,17 @@ class ChunkMotion:
 
 
 def load_actions(ep: Episode) -> np.ndarray | None:
-    """The episode's actions.npy (A, D) aligned to stored frames (T, D), or None when absent."""
+    """The episode's actions (its demonstration's, else actions.npy beside it) aligned to stored frames (T, D), or
+    None when absent. The last column is read as the gripper command (Meta-World's, and most LeRobot arms')."""
     path = Path(ep.source.uri) / "actions.npy"
-    if not path.is_file() or ep.frame_index is None:
+    if ep.frame_index is None:
         return None
-    actions = np.load(path)
+    if ep.demo is not None and ep.demo.actions.shape[1]:
+        actions = ep.demo.actions
+    elif path.is_file():
+        actions = np.load(path)
+    else:
+        return None
     if actions.ndim != 2 or len(actions) == 0:
         return None
     return actions[np.clip(ep.frame_index, 0, len(actions) - 1)].astype(np.float64)

@@ -53,7 +53,13 @@ def _node_has_free_cores() -> bool:
     return usable_cores() > slots
 
 
+LEROBOT_BYTES_PER_FRAME = 20_000  # a guess at a compressed frame: orders a LeRobot episode among file sources
+
+
 def _size(src: EpisodeSource) -> int:
+    """Bytes of the episode's input (its share of a LeRobot mp4 estimated from its length)."""
+    if src.lerobot is not None:
+        return src.lerobot.length * LEROBOT_BYTES_PER_FRAME
     p = Path(src.uri)
     try:
         return sum(f.stat().st_size for f in p.iterdir()) if p.is_dir() else p.stat().st_size
