@@ -40,14 +40,23 @@ def sim(
     tasks: str = typer.Option(ALL_TASKS, help=TASK_SETS_HELP),
     camera: str = typer.Option("static", help="static | orbit (a smoothly moving camera)"),
     seed: int = typer.Option(0, help="first episode seed"),
-    max_steps: int = typer.Option(120, min=10, help="frames per episode at most"),
+    max_steps: int = typer.Option(120, min=10, help="env steps per episode at most (1/20 s each; frames: steps x fps/20)"),
     width: int = typer.Option(320, min=32),
     height: int = typer.Option(240, min=32),
+    fps: int = typer.Option(
+        20, help="source rate of the videos: 20 = one frame per env step; 40, 60, ... interpolate frames between "
+        "env steps; 10, 5, ... keep every 20/fps-th step"
+    ),
+    orbit_deg_s: Optional[float] = typer.Option(
+        None, help="--camera orbit: peak azimuth rate in deg/s of the +-20 deg sweep (default 31.4: the 4 s period "
+        "orbit of earlier corpora)"
+    ),
 ):
     """Render a Meta-World corpus (input format 2) with ground truth for grading."""
     from rich.progress import Progress
 
-    from tasks.sim.generate import generate_corpus, task_names
+    from tasks.sim.camera import DEFAULT_ORBIT_DEG_S, orbit_period_s
+    from tasks.sim.generate import frames_per_step, generate_corpus, task_names
 
     if camera not in ("static", "orbit"):
         raise typer.BadParameter("must be 'static' or 'orbit'", param_hint="--camera")
@@ -55,11 +64,22 @@ def sim(
         names = task_names(tasks)
     except ValueError as exc:
         raise typer.BadParameter(str(exc), param_hint="--tasks") from None
+    try:
+        frames_per_step(fps)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--fps") from None
+    if orbit_deg_s is not None and camera != "orbit":
+        raise typer.BadParameter("only moves an orbiting camera: add --camera orbit", param_hint="--orbit-deg-s")
+    speed = DEFAULT_ORBIT_DEG_S if orbit_deg_s is None else orbit_deg_s
+    try:
+        orbit_period_s(speed)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--orbit-deg-s") from None
     with Progress(console=console) as bar:
         job = bar.add_task("render", total=episodes)
         paths = generate_corpus(
             out, episodes, names, camera=camera, width=width, height=height, seed=seed, max_steps=max_steps,
-            on_episode=lambda i, p: bar.advance(job),
+            on_episode=lambda i, p: bar.advance(job), fps=fps, orbit_deg_s=speed,
         )
     console.print(f"wrote {len(paths)} episodes to {out}")
 
@@ -112,6 +132,7 @@ def run_ingest(source, dataset, cfg, ray_address=None, num_cpus=None, sequential
     from rich.markup import escape
 
     from flows.ingest import ingest as ingest_flow
+    from flows.ingest import next_steps
     from tasks.run.discover import SourceError
     from tasks.run.safety import check_source
 
@@ -130,6 +151,11 @@ def run_ingest(source, dataset, cfg, ray_address=None, num_cpus=None, sequential
         for f in report.failures:
             console.print(f"  {escape(f'[{f.status}]')} {escape(f.source_uri)}: {escape(f.error)}", soft_wrap=True)
         console.print(escape(f"Look at them with: storage.query.episodes({dataset!r}, where=\"status != 'ok'\")"))
+        steps = next_steps([f.error for f in report.failures])
+        if steps:
+            console.print("[bold]What to try:[/bold]")
+            for step in steps:
+                console.print(f"  {escape(step)}", soft_wrap=True)
     if not report.success:
         console.print("[red]nothing could be ingested[/red]")
     return report

@@ -48,6 +48,39 @@ def make_runner(runner: str, ray_address: str | None, num_cpus: int | None, retr
     return SequentialRunner() if runner == "sequential" else RayRunner(ray_address, num_cpus, retries=retries)
 
 
+# What to try for each kind of refusal, keyed on words the refusing stage writes (first match wins).
+NEXT_STEPS: list[tuple[str, str, str]] = [
+    ("camera tracking lost", "camera lost",
+     "give the cameras (--pose given) or depth (--depth given), or keep more frames (--set decode.target_fps=...) "
+     "so the camera moves less between them"),
+    ("decode.target_fps=", "too few frames",
+     "keep more frames: use the --set decode.target_fps=... (or decode.max_frames=...) its message names"),
+    ("little texture", "textureless video",
+     "give depth and cameras (--depth given --pose given: flat surfaces are then carried as static points) or keep "
+     "the full resolution (--set decode.max_width=null); lowering filter.min_track_coverage would keep untracked video"),
+    ("no trackable points", "textureless video",
+     "give depth and cameras (--depth given --pose given) or keep the full resolution (--set decode.max_width=null)"),
+    ("tracks were lost", "tracks lost",
+     "keep more frames (--set decode.target_fps=... higher, or null for every frame) so points move less between "
+     "them; --set keypoints.reseed_every=5 re-seeds emptied cells sooner"),
+    ("no usable depth", "no depth",
+     "check the depth: --depth given where the source has it, or --set lift.max_depth_m=... for far scenes"),
+]
+
+
+def next_steps(errors: list[str]) -> list[str]:
+    """One line per kind of refusal among `errors`: how many, and what to try ("" kinds not recognised are left out)."""
+    counts: dict[str, int] = {}
+    advice: dict[str, str] = {}
+    for error in errors:
+        for key, kind, tip in NEXT_STEPS:
+            if key in error:
+                counts[kind] = counts.get(kind, 0) + 1
+                advice[kind] = tip
+                break
+    return [f"{kind} ({n}): {advice[kind]}" for kind, n in counts.items()]
+
+
 @task(name="discover", cache_policy=NO_CACHE)
 def discover_new(source: str, dataset: str, config: IngestConfig) -> tuple[list[EpisodeSource], int]:
     """Episodes in `source` that the dataset does not hold yet, and how many were found (tasks.run.ingest.find_new)."""

@@ -58,10 +58,20 @@ class PoseConfig(_Frozen):
     anchored to it, never chained."""
 
     backend: Literal["given", "open3d"] = Field("given", description="where camera poses come from")
-    keyframe_every: int = Field(5, ge=1, description="open3d: a keyframe (global-pass anchor) every this many frames")
+    keyframe_every: int = Field(
+        5, ge=1, description="open3d: a keyframe (global-pass anchor) at least every this many frames"
+    )
+    keyframe_min_inlier_frac: float = Field(
+        0.15, ge=0, le=1, description="a frame registering with fewer PnP inliers than this fraction of its keyframe's "
+        "corners makes the last well-registered frame a keyframe (holds registration when the camera turns fast)"
+    )
     chunk_keyframes: int = Field(4, ge=1, description="keyframes per dense chunk; each chunk is fitted to its anchors")
     keyframe_neighbours: int = Field(2, ge=1, description="each keyframe is registered to this many previous keyframes")
     keyframe_far_edges: int = Field(2, ge=0, description="plus this many older keyframes (2x farther each time) for loop closure")
+    max_register_deg: float = Field(
+        15.0, gt=0, description="keyframe pairs whose estimated relative rotation exceeds this are not registered "
+        "(LK + PnP fails beyond about 12 degrees on the orbit sim; the attempt would only cost time)"
+    )
     max_features: int = Field(400, ge=20, description="Shi-Tomasi corners (with stable depth) per keyframe")
     corner_quality: float = Field(0.0002, gt=0, lt=1, description="Shi-Tomasi quality level")
     corner_min_distance_px: float = Field(6.0, gt=0, description="spacing of keyframe corners")
@@ -115,9 +125,37 @@ class CaptionConfig(_Frozen):
     gpus: float = Field(0.0, ge=0, description="GPUs each episode's Ray task reserves for the caption model (vlm on GPU nodes; fractions share a GPU)")
 
 
+class DinoConfig(_Frozen):
+    """Stage 2 `dino` backend (docs/method.md#stage-2-keypoint-proposal; tasks/extract/dino_entities.py)."""
+
+    model: str = Field(
+        "facebook/dinov2-small", description="DINOv2 hub id or local save_pretrained directory (published: ViT-B/14)"
+    )
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto, cpu or cuda (bf16 on CUDA)")
+    input_size: int = Field(224, ge=14, description="frames are resized to this square; 224 gives a 16×16 patch grid")
+    batch_size: int = Field(8, ge=1, description="frames per DINOv2 forward pass")
+    every_k: int = Field(5, ge=1, description="one frame in every k is clustered and can be a query frame")
+    merge_rounds: int = Field(11, ge=0, description="ToMe bipartite merging rounds per frame")
+    merge_ratio: float = Field(0.25, gt=0, le=0.5, description="fraction of the tokens folded away per round")
+    entities_per_frame: int | None = Field(
+        None, ge=1, description="stop merging a frame at this many entities (None: the rounds alone decide)"
+    )
+    merge_min_cos: float = Field(
+        -1.0, ge=-1, le=1, description="never merge tokens less similar than this (-1: off, as published)"
+    )
+    new_entity_cos: float = Field(
+        0.2, ge=-1, le=1, description="a frame entity below this cosine to every running entity starts a new one"
+    )
+    points_per_entity: int = Field(48, ge=1, description="keypoints per entity, shared among frames by patch count")
+    max_points: int = Field(2000, ge=1, description="cap on keypoints per call; entities share it equally")
+    coverage_dilation: int = Field(1, ge=0, description="covered cells grow by this many cells (1: 3×3)")
+    seed: int = Field(0, description="seeds k-means and the jitter")
+
+
 class KeypointConfig(_Frozen):
-    backend: Literal["grid", "features", "grid+features"] = Field(
-        "grid+features", description="grid gives coverage, good-features-to-track gives trackable corners"
+    backend: Literal["grid", "features", "grid+features", "dino"] = Field(
+        "grid+features", description="grid gives coverage, good-features-to-track gives trackable corners; "
+        "dino: DINOv2 interaction entities (a GPU backend; `dino` settings)"
     )
     grid_step_px: int = Field(12, ge=2, description="spacing of the uniform query grid")
     max_features: int = Field(600, ge=0, description="Shi-Tomasi corners per query frame")
@@ -126,6 +164,7 @@ class KeypointConfig(_Frozen):
     min_corner_eig: float = Field(5e-5, ge=0, description="grid points need this much texture (cv2.cornerMinEigenVal)")
     reseed_every: int = Field(10, ge=1, description="every this many frames, seed new points where no track is visible")
     max_points: int = Field(2000, ge=1, description="cap on tracks per episode")
+    dino: DinoConfig = DinoConfig()
 
 
 class TrackConfig(_Frozen):
@@ -139,7 +178,10 @@ class TrackConfig(_Frozen):
     reacquire_ncc: float = Field(0.5, ge=-1, le=1, description="and when it looks like it did (NCC vs the last visible patch)")
     rigid_tol_m: float = Field(0.01, ge=0, description="a step disagreeing this much with its neighbours' rigid motion is not trusted (0: off)")
     flat_motion_m: float = Field(0.01, gt=0, description="textured tracks moving more than this make nearby flat points suspect")
-    flat_radius_m: float = Field(0.1, gt=0, description="flat points this close to a moving textured track are dropped")
+    flat_radius_m: float = Field(
+        0.05, gt=0, description="flat points this close to a moving textured track are dropped (0.1 emptied the table "
+        "around a robot arm: sweep, unseen, fell to 0.57 coverage)"
+    )
     min_visible_frames: int = Field(10, ge=1, description="tracks seen in fewer frames (query included) are dropped: too short to be a trace")
     min_texture: float = Field(1e-4, ge=0, description="LK minEigThreshold: steps on flat texture are not trusted")
 

@@ -128,6 +128,8 @@ class Episode:
     gray: np.ndarray | None = None  # (T, H, W) uint8, made by keypoints for the tracker (dropped after it)
     seed_uv: np.ndarray | None = None  # (S, 2) float32 first-frame query proposals (stage 2), consumed by track
     seed_flat: np.ndarray | None = None  # (S,) bool: on flat texture (followed as static points only)
+    seed_frame: np.ndarray | None = None  # (S,) int32 query frame of each seed (dino backend); None: all at frame 0
+    seed_entity: np.ndarray | None = None  # (S,) int32 DINO entity of each seed (dino backend), becomes cluster_id
     query_frame: np.ndarray | None = None  # (N,) int32
     query_uv: np.ndarray | None = None  # (N, 2) float32 pixels
     cluster_id: np.ndarray | None = None  # (N,) int32

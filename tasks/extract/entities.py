@@ -73,13 +73,14 @@ def group_entities(ep: Episode, cfg: FilterConfig) -> Episode:
     return ep.replace(cluster_id=ids)
 
 
-class Entities(Stage[FilterConfig]):
-    """Rigid entity ids for moving tracks (the classical stand-in for DINO clusters, stage 2)."""
+class Entities(Stage[FilterConfig | None]):
+    """Rigid entity ids for moving tracks (the classical stand-in for DINO clusters, stage 2); with the `dino`
+    keypoint backend the tracks keep their DINO entities (settings None)."""
 
     name = "entities"
 
-    def settings(self, cfg: IngestConfig) -> FilterConfig:
-        return cfg.filter
+    def settings(self, cfg: IngestConfig) -> FilterConfig | None:
+        return None if cfg.keypoints.backend == "dino" else cfg.filter
 
-    def run(self, ep: Episode, settings: FilterConfig) -> Episode:
-        return group_entities(ep, settings)
+    def run(self, ep: Episode, settings: FilterConfig | None) -> Episode:
+        return ep if settings is None else group_entities(ep, settings)

@@ -83,17 +83,46 @@ def propose_keypoints(ep: Episode, s: KeypointSettings) -> Episode:
     """
     gray = np.stack([cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) for f in ep.frames])
     depth = clean_depth(ep, s.lift)
+    if s.keypoints.backend == "dino":
+        return dino_seeds(ep.replace(gray=gray, clean_depth=depth), s.keypoints)
     uv, flat = propose(gray[0], s.keypoints, s.window_px, np.isfinite(depth[0]), limit=s.keypoints.max_points)
     return ep.replace(gray=gray, clean_depth=depth, seed_uv=uv, seed_flat=flat)
 
 
+def dino_seeds(ep: Episode, cfg: KeypointConfig) -> Episode:
+    """DINOv2-entity seeds over the whole episode, each with its query frame and entity; those on unknown depth
+    are dropped (they cannot be lifted)."""
+    from tasks.extract.dino_entities import select_dino_keypoints
+
+    sel = select_dino_keypoints(ep.frames, cfg.dino)
+    q = sel.query_frame.astype(np.int32)
+    H, W = ep.clean_depth.shape[1:]
+    col = np.clip(np.rint(sel.uv[:, 0]), 0, W - 1).astype(int)
+    row = np.clip(np.rint(sel.uv[:, 1]), 0, H - 1).astype(int)
+    ok = np.isfinite(ep.clean_depth[q, row, col])
+    n = int(ok.sum())
+    return ep.replace(
+        seed_uv=sel.uv[ok], seed_flat=np.zeros(n, bool), seed_frame=q[ok], seed_entity=sel.entity[ok].astype(np.int32)
+    )
+
+
 class Keypoints(Stage[KeypointSettings]):
-    """Stage 2 (docs/method.md#stage-2-keypoint-proposal), classical backend: grid + Shi-Tomasi corners."""
+    """Stage 2 (docs/method.md#stage-2-keypoint-proposal): grid + Shi-Tomasi corners, or DINOv2 entities (`dino`)."""
 
     name = "keypoints"
 
     def settings(self, cfg: IngestConfig) -> KeypointSettings:
         return KeypointSettings(cfg.keypoints, cfg.lift, cfg.track.window_px)
+
+    def warm(self, settings: KeypointSettings) -> None:
+        """Load DINOv2 once per worker (the `dino` backend), not once per episode."""
+        if settings.keypoints.backend == "dino":
+            from models.dino_patches import load_dinov2
+
+            try:
+                load_dinov2(settings.keypoints.dino.model, settings.keypoints.dino.device)
+            except Exception:  # noqa: BLE001 - a missing model is reported per episode, as data
+                pass
 
     def run(self, ep: Episode, settings: KeypointSettings) -> Episode:
         return propose_keypoints(ep, settings)

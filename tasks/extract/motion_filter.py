@@ -7,6 +7,9 @@ whose tracking collapsed (typically heavy camera rotation) before they pollute t
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
+import cv2
 import numpy as np
 
 from tasks.config import FilterConfig, IngestConfig
@@ -98,8 +101,79 @@ def track_coverage(tracks_uv: np.ndarray, visible: np.ndarray, width: int, heigh
     return float(occupied.mean(1).mean())
 
 
-def filter_tracks(ep: Episode, cfg: FilterConfig) -> Episode:
-    """Set is_moving and track_coverage; reject the episode when coverage < min_track_coverage."""
+class TextureSettings(NamedTuple):
+    """What stage 2 needs to place a point, so a rejection can say why cells stayed empty."""
+
+    min_corner_eig: float = 5e-5  # keypoints.min_corner_eig: grid points below it are flat
+    window_px: int = 11  # track.window_px: texture is measured at the scale LK sees
+    max_depth_m: float = 20.0  # lift.max_depth_m: farther depth is unknown
+
+
+class EmptyCells(NamedTuple):
+    """Shares of all (frame, cell) pairs that hold no visible track, by what the cell shows."""
+
+    no_depth: float  # most of the cell has unknown depth (sky, far plane, depth edges): nothing to lift
+    flat: float  # depth known but > 90% of the cell below the texture threshold: too flat to place a point
+    lost: float  # textured, with depth, yet empty: tracks were lost (fast motion, rotation, occlusion)
+
+
+def empty_cells(
+    tracks_uv: np.ndarray, visible: np.ndarray, frames: np.ndarray, depth: np.ndarray, grid: int, tex: TextureSettings
+) -> EmptyCells:
+    """Why the cells without a visible track are empty, from the frames (T,H,W,3) and depth (T,H,W) themselves."""
+    T, H, W = depth.shape
+    uv = np.asarray(tracks_uv, np.float64)
+    ok = np.asarray(visible, bool) & np.isfinite(uv).all(-1) & inside_image(uv, W, H)
+    n_idx, t_idx = np.nonzero(ok)
+    cx = np.clip(np.floor((uv[n_idx, t_idx, 0] + 0.5) / W * grid), 0, grid - 1).astype(np.int64)
+    cy = np.clip(np.floor((uv[n_idx, t_idx, 1] + 0.5) / H * grid), 0, grid - 1).astype(np.int64)
+    occupied = np.zeros((T, grid * grid), bool)
+    occupied[t_idx, cy * grid + cx] = True
+    ys = np.minimum(np.arange(H) * grid // H, grid - 1)
+    xs = np.minimum(np.arange(W) * grid // W, grid - 1)
+    cell = (ys[:, None] * grid + xs[None, :]).ravel()
+    size = np.bincount(cell, minlength=grid * grid)
+    counts = np.zeros(3)
+    for t in range(T):
+        gray = cv2.cvtColor(np.ascontiguousarray(frames[t]), cv2.COLOR_RGB2GRAY)
+        eig = cv2.cornerMinEigenVal(gray, blockSize=max(3, tex.window_px | 1), ksize=3)
+        d = depth[t]
+        known = np.isfinite(d) & (d > 0) & (d <= tex.max_depth_m)
+        known_share = np.bincount(cell, known.ravel(), grid * grid) / size
+        flat_share = np.bincount(cell, (known & (eig < tex.min_corner_eig)).ravel(), grid * grid) / np.maximum(
+            np.bincount(cell, known.ravel(), grid * grid), 1
+        )
+        empty = ~occupied[t]
+        no_depth = empty & (known_share < 0.5)
+        flat = empty & ~no_depth & (flat_share > 0.9)
+        counts += [no_depth.sum(), flat.sum(), (empty & ~no_depth & ~flat).sum()]
+    return EmptyCells(*(counts / max(1, T * grid * grid)).tolist())
+
+
+def coverage_cause(cells: EmptyCells, min_coverage: float) -> str:
+    """One sentence naming what left the cells empty (the CLI's advice keys on its first words).
+
+    Cells without depth can never hold a lifted track, so they are the cause only when they alone keep
+    coverage below `min_coverage`; otherwise the larger of the kinds tracking could have filled is.
+    """
+    shares = (
+        f"{cells.no_depth:.0%} of the image has no usable depth, {cells.flat:.0%} is below the texture threshold, "
+        f"{cells.lost:.0%} is textured with depth but lost its tracks"
+    )
+    if cells.no_depth > 1 - min_coverage:
+        cause = "much of the image has no usable depth (sky, far plane, beyond lift.max_depth_m)"
+    elif cells.flat >= cells.lost:
+        cause = "the video has little texture"
+    else:
+        cause = "tracks were lost to fast motion, camera rotation or occlusion"
+    return f"{cause} ({shares})"
+
+
+def filter_tracks(ep: Episode, cfg: FilterConfig, texture: TextureSettings | None = None) -> Episode:
+    """Set is_moving and track_coverage; reject the episode when coverage < min_track_coverage.
+
+    The rejection names what left the cells empty when the episode still holds its frames and depth.
+    """
     width, height = ep.image_size
     visible = ep.visible & np.isfinite(ep.tracks_xyz).all(-1)
     moving = is_moving(ep.tracks_xyz, visible, ep.K, ep.w2c, width, height, cfg)
@@ -107,22 +181,33 @@ def filter_tracks(ep: Episode, cfg: FilterConfig) -> Episode:
     ep = ep.replace(is_moving=moving, track_coverage=cov)
     if cov < cfg.min_track_coverage:
         g = cfg.coverage_grid
+        if ep.frames is not None and ep.depth is not None and len(ep.frames) == ep.visible.shape[1]:
+            cells = empty_cells(ep.tracks_uv, ep.visible, ep.frames, ep.depth, g, texture or TextureSettings())
+            cause = coverage_cause(cells, cfg.min_track_coverage)
+        else:
+            cause = "usual causes are heavy camera rotation, fast motion or textureless video"
         msg = (
             f"track coverage {cov:.2f} < {cfg.min_track_coverage:.2f}: on average only {cov:.0%} of the "
             f"{g}x{g} image cells hold a visible track ({ep.visible.shape[0]} tracks, {ep.visible.shape[1]} frames); "
-            "usual causes are heavy camera rotation, fast motion or textureless video"
+            + cause
         )
         ep = ep.replace(status="rejected", errors={**ep.errors, "filter": msg})
     return ep
 
 
-class MotionFilter(Stage[FilterConfig]):
+class FilterSettings(NamedTuple):
+    filter: FilterConfig
+    texture: TextureSettings
+
+
+class MotionFilter(Stage[FilterSettings]):
     """Stage 5 (docs/method.md#stage-5-motion-filter-and-coverage): moving tracks, and the coverage rejection rule."""
 
     name = "filter"
 
-    def settings(self, cfg: IngestConfig) -> FilterConfig:
-        return cfg.filter
+    def settings(self, cfg: IngestConfig) -> FilterSettings:
+        tex = TextureSettings(cfg.keypoints.min_corner_eig, cfg.track.window_px, cfg.lift.max_depth_m)
+        return FilterSettings(cfg.filter, tex)
 
-    def run(self, ep: Episode, settings: FilterConfig) -> Episode:
-        return filter_tracks(ep, settings)
+    def run(self, ep: Episode, settings: FilterSettings) -> Episode:
+        return filter_tracks(ep, settings.filter, settings.texture)

@@ -1,15 +1,21 @@
 """Stage 1b: camera poses. `given` poses are read by decode; `open3d` estimates them from RGB-D.
 
 The estimate follows docs/method.md#stage-1-depth-and-camera-poses, with RGB-D registration in place of VGGT:
-1. tracking sweep: every frame is registered directly to the keyframe before it (keyframes every
-   `keyframe_every` frames; corners lifted with the keyframe's depth, LK + PnP, tasks/extract/odometry.py),
-   the previous frame's result only guiding the search;
-2. global sparse pass: each keyframe is also registered to a bounded set of earlier keyframes and
-   all are solved jointly by open3d pose-graph optimisation: the anchors, in camera 0's frame;
+1. tracking sweep (`track_keyframes`): every frame is registered directly to the keyframe before it
+   (corners lifted with the keyframe's depth, LK + PnP, tasks/extract/odometry.py), the previous
+   frames' results only guiding the search. A keyframe at least every `keyframe_every` frames, and
+   one inserted wherever a frame registers weakly (`keyframe_min_inlier_frac`): registration to a
+   keyframe fails beyond ~12 degrees of rotation, which fixed keyframes reached once a preset kept
+   10 of 20 fps of an orbiting camera;
+2. global sparse pass: each keyframe is also registered to a bounded set of earlier keyframes (pairs
+   estimated to differ by more than `max_register_deg` are skipped) and all are solved jointly by
+   open3d pose-graph optimisation: the anchors, in camera 0's frame;
 3. dense chunks of `chunk_keyframes` keyframes: the chunk's keyframes are registered to its middle
    one, giving local poses for every chunk frame with at most two registrations, no chaining;
 4. each chunk is fitted to its anchors (tasks/extract/anchoring.py): SE(3) with given depth, Sim(3) with
    predicted depth (the chunk's depth is rescaled by the fitted scale, so points and poses agree).
+5. bridging: a frame no registration reached gets its pose interpolated from the nearest registered
+   frames (`bridge`); more than `max_lost_frac` of them fails the episode, naming the likely cause.
 Cost is linear in length: a bounded number of registrations per frame and per keyframe.
 
 World = camera of frame 0 (w2c[0] = identity); one intrinsics matrix for the whole episode. Any
@@ -22,17 +28,25 @@ chunks. Above `max_scale_spread`, `metric_scale_ok` is False: the episode lands,
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 
+import cv2
 import numpy as np
+from scipy.spatial.transform import Rotation
 
 from tasks.extract.anchoring import fit_chunk, solve_keyframes
 from tasks.config import IngestConfig, PoseConfig
 from tasks.errors import ConfigurationError, EpisodeInputError
 from tasks.geometry import invert_rigid
-from tasks.extract.odometry import KeyframePoints, Registration, dense_refine, keyframe_points, register, to_gray
+from tasks.extract.odometry import FAILED, KeyframePoints, Registration, dense_refine, keyframe_points, register, to_gray
 from tasks.stage import Stage
 from tasks.types import Episode, EpisodeSource
+
+
+NOTE_KEY = "pose_note"  # errors[NOTE_KEY]: frames bridged in an episode that stays "ok"
+HOLDS_DEG = 12.0  # camera rotation per stored frame up to which registration held on the orbit sim (measured)
+COMFORTABLE_DEG = 6.0  # the rotation per stored frame the failure message's suggested frame rate aims at
 
 
 @dataclass(frozen=True)
@@ -40,7 +54,14 @@ class PoseEstimate:
     c2w: np.ndarray  # (T, 4, 4) camera -> world (world = camera 0)
     frame_scale: np.ndarray  # (T,) Sim(3) scale of each frame's chunk (1 where SE(3) or not measured)
     chunk_scales: np.ndarray  # (C,) measured per-chunk scales (empty for SE(3))
-    n_lost: int  # frames no registration reached (they keep their keyframe's pose)
+    lost: np.ndarray  # (L,) frames no registration reached, ascending; their poses are bridged
+    keyframes: np.ndarray  # (n,) frame index of each keyframe (the periodic ones and those inserted)
+    textureless: np.ndarray  # (L,) bool: lost frame with fewer than `min_inliers` corners with depth
+    step_deg: float  # largest rotation between consecutive registered frames (degrees); NaN if none
+
+    @property
+    def n_lost(self) -> int:
+        return len(self.lost)
 
     @property
     def scale_spread(self) -> float:
@@ -51,44 +72,149 @@ class PoseEstimate:
         return float((p90 - p10) / p50)
 
 
+def blend_poses(a: np.ndarray, b: np.ndarray, s: float) -> np.ndarray:
+    """SE(3) pose (4, 4) a fraction `s` of the way from `a` to `b` (slerp rotation, lerp translation);
+    s outside [0, 1] extrapolates along the same path."""
+    step = cv2.Rodrigues(a[:3, :3].T @ b[:3, :3])[0]
+    out = np.eye(4)
+    out[:3, :3] = a[:3, :3] @ cv2.Rodrigues(s * step)[0]
+    out[:3, 3] = (1 - s) * a[:3, 3] + s * b[:3, 3]
+    return out
+
+
+def bridge(c2w: np.ndarray, ok: np.ndarray) -> np.ndarray:
+    """Poses (T, 4, 4) where each frame not `ok` (T,) is interpolated from the nearest registered frames
+    on either side (`blend_poses`), or holds the nearest one at the ends; needs at least one ok frame."""
+    out = c2w.copy()
+    good = np.flatnonzero(ok)
+    for t in np.flatnonzero(~ok):
+        i = np.searchsorted(good, t)
+        if i == 0 or i == len(good):
+            out[t] = c2w[good[min(i, len(good) - 1)]]
+        else:
+            p, n = good[i - 1], good[i]
+            out[t] = blend_poses(c2w[p], c2w[n], (t - p) / (n - p))
+    return out
+
+
+def step_rotation_deg(c2w: np.ndarray, ok: np.ndarray) -> float:
+    """Largest camera rotation (degrees) between consecutive stored frames that were both registered;
+    NaN when no two consecutive frames were (rotation across a gap says little: the camera may turn back)."""
+    pair = np.flatnonzero(ok[:-1] & ok[1:])
+    if not len(pair):
+        return float("nan")
+    rel = np.swapaxes(c2w[pair, :3, :3], 1, 2) @ c2w[pair + 1, :3, :3]
+    return float(np.degrees(Rotation.from_matrix(rel).magnitude()).max())
+
+
+@dataclass(frozen=True)
+class Sweep:
+    """The tracking sweep: each registered frame's pose relative to the keyframe before it."""
+
+    keyframes: np.ndarray  # (n,) frame indices; keyframe j was registered to keyframe j - 1
+    rel: np.ndarray  # (T, 4, 4) T_{keyframe at or before t <- t} (keyframes: T_{previous keyframe <- t})
+    ok: np.ndarray  # (T,) bool: registered (the first keyframe counts as registered)
+    guess: np.ndarray  # (n, 4, 4) keyframe c2w chained through the sweep (a guess for the global pass)
+    at_keyframe: dict[int, Registration]  # keyframe j's registration to keyframe j - 1
+
+
+def track_keyframes(
+    points: Callable[[int], KeyframePoints], reg: Callable[[int, int, np.ndarray], Registration], T: int, cfg: PoseConfig
+) -> Sweep:
+    """Register every frame to the latest keyframe, inserting keyframes where registration weakens.
+
+    A keyframe every `keyframe_every` frames at most; besides, when a frame registers with fewer
+    inliers than `keyframe_min_inlier_frac` of its keyframe's corners, or not at all, the last
+    registered frame becomes a keyframe and the frame is registered to it (classic VO keyframe
+    insertion: registration then holds at several degrees of camera rotation per stored frame).
+    Search guesses extrapolate the last two registered frames at constant velocity. The first
+    keyframe is the first frame with `min_inliers` corners with depth; a frame that registers
+    nowhere is lost (bridged later) and never becomes a keyframe. At most two registrations and one
+    corner extraction per frame: linear in length.
+    """
+    rel = np.tile(np.eye(4), (T, 1, 1))
+    ok = np.zeros(T, bool)
+    sweep = np.tile(np.eye(4), (T, 1, 1))  # c2w of registered frames chained through the keyframes (guesses)
+    start = next((t for t in range(T) if len(points(t).uv) >= cfg.min_inliers), None)
+    if start is None:
+        return Sweep(np.zeros(0, int), rel, ok, np.zeros((0, 4, 4)), {})
+    ok[start] = True
+    kfs: list[int] = [start]
+    at_keyframe: dict[int, Registration] = {}
+    last = [start]  # the last two registered frames
+    direct: tuple[int, Registration] | None = None  # the last frame registered directly to the current keyframe
+
+    for t in range(start + 1, T):
+        kf = kfs[-1]
+        a, b = last[0], last[-1]
+        pred = blend_poses(sweep[a], sweep[b], (t - a) / (b - a)) if a != b else sweep[b]
+        r = reg(kf, t, invert_rigid(sweep[kf]) @ pred)
+        T_kf_t = r.T_ref_cur if r.ok else None
+        weak = not r.ok or r.n_inliers < cfg.keyframe_min_inlier_frac * len(points(kf).uv)
+        if weak and direct is not None and len(points(direct[0]).uv) >= cfg.min_inliers:
+            new_kf, r_new_kf = direct  # the last well-registered frame becomes a keyframe
+            kfs.append(new_kf)
+            at_keyframe[len(kfs) - 1] = r_new_kf
+            direct = None
+            r2 = reg(new_kf, t, invert_rigid(sweep[new_kf]) @ pred)
+            if r2.ok:
+                r, T_kf_t = r2, r2.T_ref_cur
+            elif T_kf_t is not None:  # only the old keyframe holds: express that relative to the new one
+                T_kf_t, r = invert_rigid(rel[new_kf]) @ T_kf_t, FAILED
+            kf = new_kf
+        if T_kf_t is None:
+            continue  # lost: bridged from its neighbours once all poses are known
+        rel[t], ok[t] = T_kf_t, True
+        sweep[t] = sweep[kf] @ T_kf_t
+        last = [last[-1], t]
+        if r.ok:
+            direct = (t, r)
+            if t - kf >= cfg.keyframe_every and len(points(t).uv) >= cfg.min_inliers:
+                kfs.append(t)  # the periodic keyframe
+                at_keyframe[len(kfs) - 1] = r
+                direct = None
+    kf = np.asarray(kfs)
+    return Sweep(kf, rel, ok, sweep[kf], at_keyframe)
+
+
 def estimate_camera_poses(
     frames: np.ndarray, depth: np.ndarray, K: np.ndarray, cfg: PoseConfig, similarity: bool = False
 ) -> PoseEstimate:
     """Camera poses of RGB frames (T, H, W, 3) with depth (T, H, W) meters; see the module doc."""
     T = len(frames)
     gray = [to_gray(f) for f in frames]
-    kf = np.arange(0, T, cfg.keyframe_every)
-    points: dict[int, KeyframePoints] = {int(t): keyframe_points(frames[t], depth[t], K, cfg) for t in kf}
+    cache: dict[int, KeyframePoints] = {}
+
+    def points(t: int) -> KeyframePoints:
+        if t not in cache:  # corners of every keyframe and candidate, sharing the frame's gray image
+            cache[t] = replace(keyframe_points(frames[t], depth[t], K, cfg), gray=gray[t])
+        return cache[t]
 
     def reg(ref: int, cur: int, init: np.ndarray) -> Registration:
-        r = register(points[ref], gray[cur], K, cfg, init)
+        r = register(points(ref), gray[cur], K, cfg, init)
         if r.ok and cfg.dense_refine:
             T_ref_cur = dense_refine(frames[ref], depth[ref], frames[cur], depth[cur], K, r.T_ref_cur, cfg)
             r = Registration(T_ref_cur, r.n_inliers, r.information, True)
         return r
 
-    # tracking sweep: every frame registered to the keyframe before it, guided by the previous frame
-    prev_kf = np.maximum(np.searchsorted(kf, np.arange(T), side="left") - 1, 0)  # keyframe strictly before t
-    rel = np.tile(np.eye(4), (T, 1, 1))  # T_{kf[prev_kf[t]] <- t}
-    rel_ok = np.zeros(T, bool)
-    rel_ok[0] = True
-    guess = np.tile(np.eye(4), (len(kf), 1, 1))
-    at_keyframe: dict[int, Registration] = {}
-    for t in range(1, T):
-        a = int(prev_kf[t])
-        init = rel[t - 1] if t - 1 != kf[a] else np.eye(4)
-        r = reg(int(kf[a]), t, init)
-        rel[t], rel_ok[t] = (r.T_ref_cur, True) if r.ok else (init, False)  # a lost frame keeps the last pose
-        if a + 1 < len(kf) and t == kf[a + 1]:
-            guess[a + 1] = guess[a] @ rel[t]
-            at_keyframe[a + 1] = r
+    sw = track_keyframes(points, reg, T, cfg)
+    kf, rel, rel_ok = sw.keyframes, sw.rel, sw.ok
+    if not len(kf):
+        lost = np.arange(T)
+        return PoseEstimate(np.tile(np.eye(4), (T, 1, 1)), np.ones(T), np.zeros(0), lost, kf, np.ones(T, bool), float("nan"))
+
+    def reg_far(ref: int, cur: int, init: np.ndarray) -> Registration:
+        """Registration between keyframes, skipped when the guess says the camera turned too far for it."""
+        if np.degrees(np.arccos(np.clip((np.trace(init[:3, :3]) - 1) / 2, -1, 1))) > cfg.max_register_deg:
+            return FAILED
+        return reg(ref, cur, init)
 
     def reg_kf(i: int, j: int, init: np.ndarray) -> Registration:
         if i == j - 1:  # keyframe j was registered to its predecessor in the sweep
-            return at_keyframe[j]
-        return reg(int(kf[i]), int(kf[j]), init)
+            return sw.at_keyframe[j]
+        return reg_far(int(kf[i]), int(kf[j]), init)
 
-    kf_c2w, kf_ok = solve_keyframes(guess, reg_kf, cfg.keyframe_neighbours, cfg.keyframe_far_edges)
+    kf_c2w, kf_ok = solve_keyframes(sw.guess, reg_kf, cfg.keyframe_neighbours, cfg.keyframe_far_edges)
     c2w = np.tile(np.eye(4), (T, 1, 1))
     frame_scale = np.ones(T)
     scales = []
@@ -101,7 +227,7 @@ def estimate_camera_poses(
         local_kf: dict[int, np.ndarray] = {ref: np.eye(4)}
         for a in group:
             if a != ref:
-                r = reg(int(kf[ref]), int(kf[a]), invert_rigid(kf_c2w[ref]) @ kf_c2w[a])
+                r = reg_far(int(kf[ref]), int(kf[a]), invert_rigid(kf_c2w[ref]) @ kf_c2w[a])
                 if r.ok:
                     local_kf[a] = r.T_ref_cur
         local = np.tile(np.eye(4), (stop - first, 1, 1))
@@ -122,8 +248,41 @@ def estimate_camera_poses(
         if fit.scale_measured:
             scales.append(fit.scale)
             frame_scale[first:stop] = fit.scale
+    c2w = bridge(c2w, rel_ok)
+    frame_scale = np.interp(np.arange(T), np.flatnonzero(rel_ok), frame_scale[rel_ok])  # bridged: a neighbour's
     c2w = invert_rigid(c2w[0]) @ c2w  # exact identity at frame 0
-    return PoseEstimate(c2w, frame_scale, np.asarray(scales), int((~rel_ok).sum()))
+    lost = np.flatnonzero(~rel_ok)
+    textureless = np.array([len(points(int(t)).uv) < cfg.min_inliers for t in lost], bool)
+    return PoseEstimate(
+        c2w, frame_scale, np.asarray(scales), lost, kf, textureless, step_rotation_deg(c2w, rel_ok)
+    )
+
+
+def frame_list(frames: np.ndarray, most: int = 10) -> str:
+    """"4, 5, 9" (at most `most` numbers, then "and N more")."""
+    shown = ", ".join(str(int(t)) for t in frames[:most])
+    return shown + (f" and {len(frames) - most} more" if len(frames) > most else "")
+
+
+def bridged_note(lost: np.ndarray, n_frames: int) -> str:
+    return f"{len(lost)} of {n_frames} frames bridged from their neighbours (frames {frame_list(lost)})"
+
+
+def lost_message(est: PoseEstimate, ep: Episode) -> str:
+    """Why the camera could not be tracked, and what to try: too little texture or depth in the lost frames,
+    or a camera turning too far between stored frames (measured where it was tracked)."""
+    head = f"camera tracking lost on {est.n_lost} of {ep.n_frames} frames (frames {frame_list(est.lost)})"
+    n_flat = int(est.textureless.sum())
+    if n_flat * 2 >= est.n_lost:
+        return f"{head}: {n_flat} of them have too little texture or depth (fewer corners with depth than pose.min_inliers)"
+    if not est.step_deg >= COMFORTABLE_DEG:  # NaN too: unmeasured
+        return f"{head} (too little texture or depth, a camera moving too fast, or much of the view moving?)"
+    turn = f"{head}: the camera turns up to {est.step_deg:.0f} deg per stored frame where it was tracked"
+    stride = int(np.median(np.diff(ep.frame_index))) if ep.frame_index is not None and len(ep.frame_index) > 1 else 1
+    if ep.fps <= 0 or stride <= 1:
+        return f"{turn}, every source frame kept already (registration holds up to about {HOLDS_DEG:.0f} deg per frame)"
+    want = min(ep.fps * stride, float(np.ceil(ep.fps * est.step_deg / COMFORTABLE_DEG)))
+    return f"{turn} (at {ep.fps:g} fps of {ep.fps * stride:g}); keep more frames: --set decode.target_fps={want:g}"
 
 
 def estimate_poses(ep: Episode, cfg: PoseConfig) -> Episode:
@@ -138,9 +297,7 @@ def estimate_poses(ep: Episode, cfg: PoseConfig) -> Episode:
     similarity = ep.depth_source != "given"
     est = estimate_camera_poses(ep.frames, ep.depth, ep.K, cfg, similarity=similarity)
     if est.n_lost > cfg.max_lost_frac * ep.n_frames:
-        raise EpisodeInputError(
-            f"{ep.source.uri}: camera tracking lost on {est.n_lost} of {ep.n_frames} frames (too little texture or depth?)"
-        )
+        raise EpisodeInputError(f"{ep.source.uri}: {lost_message(est, ep)}")
     depth, clean = ep.depth, ep.clean_depth
     if similarity and (est.frame_scale != 1).any():
         depth, clean = (ep.depth * est.frame_scale[:, None, None]).astype(np.float32), None
@@ -152,7 +309,8 @@ def estimate_poses(ep: Episode, cfg: PoseConfig) -> Episode:
         clean_depth=clean,
         scale_spread=spread,
         metric_scale_ok=bool(ep.metric_scale_ok and not (spread > cfg.max_scale_spread)),
-        meta={**ep.meta, "pose_lost_frames": est.n_lost},
+        meta={**ep.meta, "pose_lost_frames": est.n_lost, "pose_bridged_frames": est.n_lost},
+        errors={**ep.errors, NOTE_KEY: bridged_note(est.lost, ep.n_frames)} if est.n_lost else ep.errors,
     )
 
 

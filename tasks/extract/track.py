@@ -206,21 +206,28 @@ def track(ep: Episode, s: TrackSettings) -> Episode:
     W, H = ep.image_size
     kcfg, tcfg = s.keypoints, s.track
     gray, depth = ep.gray, ep.clean_depth
-    all_uv, all_vis, q_frame, q_uv, all_flat = [], [], [], [], []
+    all_uv, all_vis, q_frame, q_uv, all_flat, all_ent = [], [], [], [], [], []
     budget = kcfg.max_points
-    for q in range(0, ep.n_frames, kcfg.reseed_every):
-        if q == 0:
+    seeded = ep.seed_frame is not None  # dino: every seed has its own query frame and entity
+    for q in np.unique(ep.seed_frame) if seeded else range(0, ep.n_frames, kcfg.reseed_every):
+        at_q = np.concatenate([u[v[:, q], q] for u, v in zip(all_uv, all_vis)]) if all_uv else np.zeros((0, 2))
+        free = uncovered_mask(at_q, W, H, s.coverage_grid)  # new queries only where no visible track is
+        if seeded:
+            mine = np.flatnonzero(ep.seed_frame == q)
+            px = np.clip(np.rint(ep.seed_uv[mine]).astype(int), 0, [W - 1, H - 1])
+            mine = mine[free[px[:, 1], px[:, 0]]][:budget]
+            uv_q, flat, ent = ep.seed_uv[mine], ep.seed_flat[mine], ep.seed_entity[mine]
+        elif q == 0:
             uv_q, flat = ep.seed_uv, ep.seed_flat
         else:
-            at_q = np.concatenate([u[v[:, q], q] for u, v in zip(all_uv, all_vis)]) if all_uv else np.zeros((0, 2))
-            allowed = np.isfinite(depth[q]) & uncovered_mask(at_q, W, H, s.coverage_grid)
-            uv_q, flat = propose(gray[q], kcfg, tcfg.window_px, allowed, limit=budget)
+            uv_q, flat = propose(gray[q], kcfg, tcfg.window_px, np.isfinite(depth[q]) & free, limit=budget)
         if len(uv_q) == 0:
             continue
-        uv, vis = track_queries(gray, depth, ep.K, ep.w2c, q, uv_q, tcfg, flat)
+        uv, vis = track_queries(gray, depth, ep.K, ep.w2c, int(q), uv_q, tcfg, flat)
         kept = vis.sum(1) >= tcfg.min_visible_frames  # a point LK could not follow is no trace
         uv, vis, uv_q = uv[kept], vis[kept], uv_q[kept]
         all_flat.append(flat[kept])
+        all_ent.append(ent[kept] if seeded else np.full(int(kept.sum()), -1, np.int32))  # classical: no entities
         all_uv.append(uv)
         all_vis.append(vis)
         q_frame.append(np.full(len(uv_q), q, np.int32))
@@ -237,11 +244,13 @@ def track(ep: Episode, s: TrackSettings) -> Episode:
         gray=None,  # only the tracker needs it
         seed_uv=None,
         seed_flat=None,
+        seed_frame=None,
+        seed_entity=None,
         query_frame=qf[keep],
         query_uv=quv[keep],
         tracks_uv=uv[keep],
         visible=vis[keep],
-        cluster_id=np.full(int(keep.sum()), -1, np.int32),  # no entity clustering in the classical backend
+        cluster_id=np.concatenate(all_ent)[keep],
     )
 
 

@@ -54,13 +54,39 @@ def scene_w2c(scene: mujoco.MjvScene) -> np.ndarray:
     return w2c
 
 
-def orbit_camera(base: FreeCamera, i: int, period: int = 80, sweep_deg: float = 20.0, tilt_deg: float = 4.0) -> FreeCamera:
-    """Camera for frame `i` of a smooth orbit: azimuth swings +-`sweep_deg` around `base`, elevation dips `tilt_deg`.
+SIM_STEPS_PER_S = 20
+"""The simulated timeline: one env step is 1/20 s whatever the rate of the written video."""
+ORBIT_SWEEP_DEG = 20.0
+DEFAULT_ORBIT_DEG_S = 2 * np.pi * ORBIT_SWEEP_DEG / 4.0
+"""Peak azimuth rate of the orbit the corpus always had (a 4 s period: 80 frames at 20 fps), 10 pi = 31.4 deg/s.
+Written as 2 pi sweep / 4 so that `orbit_period_s` gives back exactly 4.0 and the default orbit is bit-identical."""
 
-    Sinusoids keep the ego-motion smooth (no jerks for trackers); the period is in frames so the
-    motion does not depend on how long the episode runs.
+
+def orbit_period_s(orbit_deg_s: float, sweep_deg: float = ORBIT_SWEEP_DEG) -> float:
+    """Period (s) of the sinusoidal sweep +-`sweep_deg` whose peak azimuth rate is `orbit_deg_s` (deg/s)."""
+    if not (orbit_deg_s > 0 and np.isfinite(orbit_deg_s)):
+        raise ValueError(f"orbit_deg_s must be a positive number of degrees per second, not {orbit_deg_s!r}")
+    return 2 * np.pi * sweep_deg / orbit_deg_s
+
+
+def orbit_camera(
+    base: FreeCamera,
+    i: int | float,
+    fps: float = SIM_STEPS_PER_S,
+    orbit_deg_s: float = DEFAULT_ORBIT_DEG_S,
+    sweep_deg: float = ORBIT_SWEEP_DEG,
+    tilt_deg: float = 4.0,
+) -> FreeCamera:
+    """Camera for frame `i` (at t = i / `fps` s) of a smooth orbit: azimuth swings +-`sweep_deg` around `base`,
+    peaking at `orbit_deg_s` deg/s as it passes `base`; elevation dips `tilt_deg` (at most `tilt_deg` pi / period
+    deg/s, when the azimuth turns).
+
+    Sinusoids keep the ego-motion smooth (no jerks for trackers); the motion is a function of time, so the
+    same orbit is seen at every source rate and does not depend on how long the episode runs. The
+    defaults give the orbit of 20 fps corpora before rates existed (period 80 frames).
     """
-    phase = 2 * np.pi * i / period
+    period_frames = fps * orbit_period_s(orbit_deg_s, sweep_deg)
+    phase = 2 * np.pi * i / period_frames
     az = base.azimuth + sweep_deg * np.sin(phase)
     el = base.elevation - tilt_deg * (1 - np.cos(phase)) / 2
     return FreeCamera(base.lookat, base.distance, float(az), float(el))

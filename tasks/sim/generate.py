@@ -4,10 +4,18 @@ with exact ground truth.
 Each episode is one seeded task instance run by Meta-World's scripted expert and rendered every env
 step with `mujoco.Renderer` (RGB, metric depth, segmentation) from a free camera, static or orbiting.
 
-Frame alignment: frame 0 is rendered at reset; frame i (> 0) after env step i. `states[i]` is the
-observation shown in frame i and `actions[i]` the expert's action from that state (the last one is
-computed but not executed). The episode ends `tail` frames after the first success, or at `max_steps`
-frames.
+Frame alignment (at the default 20 fps): frame 0 is rendered at reset; frame i (> 0) after env step i.
+`states[i]` is the observation shown in frame i and `actions[i]` the expert's action from that state
+(the last one is computed but not executed). The episode ends `tail` env steps after the first success,
+or at `max_steps` env steps.
+
+Source rates: the simulated timeline is always one env step = 1/20 s. At `fps` = 20k (40, 60, ...) k
+frames are written per env step, the k-1 between two steps rendered from the simulator state
+interpolated between them (joint positions linearly, quaternions by slerp) in a scratch `MjData`, so
+the physics and the expert never see them; at `fps` = 20/m (10, 5, ...) every m-th env step is
+written. `states`/`actions` keep one row per written frame (an interpolated frame repeats the rows of
+the env step it starts from); meta.json says so in `frame_alignment`. The orbiting camera moves as a
+function of time (`orbit_deg_s`, its peak azimuth rate), so every rate sees the same orbit.
 
 Seeding: `reset(seed=...)` of the gym `Meta-World/MT1` env does not seed object placement (the task
 is drawn from an unseeded RNG and `SawyerXYZEnv.reset` ignores the seed), so episodes use the
@@ -29,9 +37,17 @@ import av  # noqa: E402
 import mujoco  # noqa: E402
 import numpy as np  # noqa: E402
 
-from tasks.sim.camera import FreeCamera, free_camera_K, orbit_camera, scene_w2c  # noqa: E402
+from tasks.sim.camera import (  # noqa: E402
+    DEFAULT_ORBIT_DEG_S,
+    SIM_STEPS_PER_S,
+    FreeCamera,
+    free_camera_K,
+    orbit_camera,
+    orbit_period_s,
+    scene_w2c,
+)
 
-FPS = 20
+FPS = SIM_STEPS_PER_S  # the default source rate: one frame per env step
 SUCCESS_TAIL = 8
 INSTRUCTIONS = {
     "assembly": "put the ring on the peg",
@@ -112,6 +128,78 @@ def task_names(spec: str) -> list[str]:
     return names
 
 
+def frames_per_step(fps: int) -> tuple[int, int]:
+    """(k, m) for a source rate: k frames written per env step (fps = 20k), or one frame every m env steps (fps = 20/m).
+
+    Other rates are refused: they would need frames at times between env steps that no interpolation
+    grid of the 20 steps per second reaches exactly.
+    """
+    if isinstance(fps, bool) or not isinstance(fps, (int, np.integer)) or fps <= 0:
+        raise ValueError(f"fps must be a positive whole number of frames per second, not {fps!r}")
+    if fps % SIM_STEPS_PER_S == 0:
+        return fps // SIM_STEPS_PER_S, 1
+    if SIM_STEPS_PER_S % fps == 0:
+        return 1, SIM_STEPS_PER_S // fps
+    ok_up = ", ".join(str(SIM_STEPS_PER_S * k) for k in (1, 2, 3, 4))
+    ok_down = ", ".join(str(d) for d in (10, 5, 4, 2, 1))
+    raise ValueError(
+        f"fps {fps} is neither a multiple nor a divisor of the simulator's {SIM_STEPS_PER_S} env steps per second: "
+        f"use {ok_up}, ... (frames interpolated between env steps) or {ok_down} (every 20/fps-th env step)"
+    )
+
+
+def _slerp(q0: np.ndarray, q1: np.ndarray, a: float) -> np.ndarray:
+    """Unit quaternion a of the way from q0 to q1 (w, x, y, z) along the shorter arc."""
+    q0, q1 = q0 / np.linalg.norm(q0), q1 / np.linalg.norm(q1)
+    d = float(q0 @ q1)
+    if d < 0:
+        q1, d = -q1, -d
+    if d > 0.9995:  # nearly equal: normalised lerp is exact enough and stable
+        q = q0 + a * (q1 - q0)
+        return q / np.linalg.norm(q)
+    th = np.arccos(d)
+    return (np.sin((1 - a) * th) * q0 + np.sin(a * th) * q1) / np.sin(th)
+
+
+def interpolate_qpos(model: mujoco.MjModel, q0: np.ndarray, q1: np.ndarray, a: float) -> np.ndarray:
+    """Joint positions a of the way from q0 to q1: linear, but slerp for free- and ball-joint quaternions."""
+    q = q0 + a * (q1 - q0)
+    for j in range(model.njnt):
+        adr = int(model.jnt_qposadr[j])
+        if model.jnt_type[j] == mujoco.mjtJoint.mjJNT_FREE:
+            q[adr + 3 : adr + 7] = _slerp(q0[adr + 3 : adr + 7], q1[adr + 3 : adr + 7], a)
+        elif model.jnt_type[j] == mujoco.mjtJoint.mjJNT_BALL:
+            q[adr : adr + 4] = _slerp(q0[adr : adr + 4], q1[adr : adr + 4], a)
+    return q
+
+
+def _pose_of(data: mujoco.MjData) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """What places the bodies: joint positions and mocap poses (copies)."""
+    return data.qpos.copy(), data.mocap_pos.copy(), data.mocap_quat.copy()
+
+
+def _pose_between(model: mujoco.MjModel, scratch: mujoco.MjData, p0, p1, a: float) -> mujoco.MjData:
+    """`scratch` posed a of the way between two env steps' poses, its kinematics computed (mj_forward)."""
+    scratch.qpos[:] = interpolate_qpos(model, p0[0], p1[0], a)
+    scratch.mocap_pos[:] = p0[1] + a * (p1[1] - p0[1])
+    for b in range(model.nmocap):
+        scratch.mocap_quat[b] = _slerp(p0[2][b], p1[2][b], a)
+    mujoco.mj_forward(model, scratch)
+    return scratch
+
+
+def _frame_alignment(k: int, m: int) -> str:
+    if k == 1 and m == 1:
+        return "frame 0 at reset, frame i after step i; actions[i] is taken from states[i]"
+    if m > 1:
+        return (f"frame f shows env step {m}f (frame 0 at reset; {SIM_STEPS_PER_S} env steps per second, {m - 1} "
+                f"skipped between frames); states[f] is that step's observation and actions[f] the expert's action from it")
+    return (f"frame {k}i shows env step i (frame 0 at reset; {SIM_STEPS_PER_S} env steps per second); frames {k}i+j "
+            f"(0 < j < {k}) are rendered from the simulator state interpolated j/{k} of the way from step i to step i+1 "
+            "(joint positions linearly, quaternions by slerp; the physics never sees them) and repeat step i's rows "
+            "of states and actions; actions[f] is taken from states[f]")
+
+
 _RENDER_OFF = (mujoco.mjtRndFlag.mjRND_SHADOW, mujoco.mjtRndFlag.mjRND_REFLECTION, mujoco.mjtRndFlag.mjRND_SKYBOX)
 
 
@@ -164,11 +252,18 @@ def run_episode(
     height: int = 240,
     max_steps: int = 120,
     view: FreeCamera | None = None,
+    fps: int = FPS,
+    orbit_deg_s: float = DEFAULT_ORBIT_DEG_S,
 ) -> Path:
-    """Roll out the scripted expert on one seeded instance of `task` and write its episode directory."""
+    """Roll out the scripted expert on one seeded instance of `task` and write its episode directory.
+
+    `max_steps` counts env steps (1/20 s each); the video holds about max_steps * fps / 20 frames.
+    """
     from metaworld.policies import ENV_POLICY_MAP
 
     instruction_of(task)
+    k, m = frames_per_step(fps)
+    orbit_period_s(orbit_deg_s)  # refuses a speed that is not a positive number
     view = view or FreeCamera()
     env = _make_env(task, seed)
     env.max_path_length = max(env.max_path_length, max_steps + 1)
@@ -176,26 +271,41 @@ def run_episode(
     model, data = env.model, env.data
     rd = mujoco.Renderer(model, height=height, width=width)
     rgbs, depths, segs, w2cs, states, actions, pos, rot = [], [], [], [], [], [], [], []
-    success_frame: int | None = None
+    scratch = mujoco.MjData(model) if k > 1 else None  # interpolated frames are posed here, never in `data`
+
+    def shoot(d: mujoco.MjData, state: np.ndarray, action: np.ndarray) -> None:
+        """Render the next frame (index len(rgbs), at t = index / fps) from `d` and record its ground truth."""
+        cam = orbit_camera(view, len(rgbs), fps, orbit_deg_s) if camera == "orbit" else view
+        rgb, depth, body, w2c = _render(rd, model, d, cam.to_mjv())
+        for store, x in ((rgbs, rgb), (depths, depth), (segs, body), (w2cs, w2c)):
+            store.append(x)
+        pos.append(d.xpos.copy())
+        rot.append(d.xmat.reshape(-1, 3, 3).copy())
+        states.append(state)
+        actions.append(action)
+
+    success_step: int | None = None
+    prev = None  # (pose, state, action) of the last env step, for the frames interpolated after it
     try:
         with warnings.catch_warnings():  # the experts warn about their own gains on every call
             warnings.filterwarnings("ignore", message="Constant", category=UserWarning)
             obs, _ = env.reset()
             for i in range(max_steps):
-                cam = orbit_camera(view, i) if camera == "orbit" else view
-                rgb, depth, body, w2c = _render(rd, model, data, cam.to_mjv())
-                for store, x in ((rgbs, rgb), (depths, depth), (segs, body), (w2cs, w2c)):
-                    store.append(x)
-                pos.append(data.xpos.copy())
-                rot.append(data.xmat.reshape(-1, 3, 3).copy())
-                states.append(obs.astype(np.float32))
+                state = obs.astype(np.float32)
                 action = np.asarray(policy.get_action(obs), dtype=np.float32)
-                actions.append(action)
-                if success_frame is not None and i >= success_frame + SUCCESS_TAIL:
+                if scratch is not None and prev is not None:
+                    pose = _pose_of(data)
+                    for j in range(1, k):
+                        shoot(_pose_between(model, scratch, prev[0], pose, j / k), prev[1], prev[2])
+                if i % m == 0:
+                    shoot(data, state, action)
+                if scratch is not None:
+                    prev = (_pose_of(data), state, action)
+                if success_step is not None and i >= success_step + SUCCESS_TAIL:
                     break
                 obs, _, _, truncated, info = env.step(action)
-                if success_frame is None and info.get("success", 0) > 0:
-                    success_frame = i + 1
+                if success_step is None and info.get("success", 0) > 0:
+                    success_step = i + 1
                 if truncated:
                     break
     finally:
@@ -205,7 +315,7 @@ def run_episode(
     ep = Path(out_dir) / f"{task}-{seed:05d}"
     ep.mkdir(parents=True, exist_ok=True)
     K = free_camera_K(model, width, height)
-    write_video(ep / "video.mp4", np.stack(rgbs))
+    write_video(ep / "video.mp4", np.stack(rgbs), fps=fps)
     np.save(ep / "depth.npy", np.stack(depths))
     np.savez(ep / "cameras.npz", K=K, w2c=np.stack(w2cs))
     np.save(ep / "actions.npy", np.stack(actions))
@@ -221,15 +331,17 @@ def run_episode(
     meta = {
         "instruction": INSTRUCTIONS[task],
         "task": task,
-        "fps": FPS,
+        "fps": fps,
         "embodiment": "robot_gripper",
         "camera": camera,
+        "orbit_deg_s": float(orbit_deg_s) if camera == "orbit" else None,
         "seed": seed,
-        "success": success_frame is not None,
+        "success": success_step is not None,
         "width": width,
         "height": height,
         "n_frames": len(rgbs),
-        "frame_alignment": "frame 0 at reset, frame i after step i; actions[i] is taken from states[i]",
+        "env_steps_per_s": SIM_STEPS_PER_S,
+        "frame_alignment": _frame_alignment(k, m),
     }
     (ep / "meta.json").write_text(json.dumps(meta, indent=2))
     return ep
@@ -245,18 +357,26 @@ def generate_corpus(
     seed: int = 0,
     max_steps: int = 120,
     on_episode: Callable[[int, Path], None] | None = None,
+    fps: int = FPS,
+    orbit_deg_s: float = DEFAULT_ORBIT_DEG_S,
 ) -> list[Path]:
-    """Write `episodes` episode directories under `out_dir`, tasks round-robin, episode i seeded `seed + i`."""
+    """Write `episodes` episode directories under `out_dir`, tasks round-robin, episode i seeded `seed + i`.
+
+    `fps` is the rate of the written videos (20: one frame per env step; see the module docstring),
+    `orbit_deg_s` the orbiting camera's peak azimuth rate (default: the corpus's orbit, 31.4 deg/s).
+    """
     if not tasks:
         raise ValueError("tasks must name at least one Meta-World task")
     if camera not in ("static", "orbit"):
         raise ValueError(f"camera must be 'static' or 'orbit', not {camera!r}")
     if width % 2 or height % 2:
         raise ValueError("width and height must be even (yuv420p video)")
+    frames_per_step(fps)  # a rate the timeline cannot give is refused before anything renders
+    orbit_period_s(orbit_deg_s)
     paths = []
     for i in range(episodes):
         task = tasks[i % len(tasks)].removesuffix("-v3")
-        path = run_episode(Path(out_dir), task, seed + i, camera, width, height, max_steps)
+        path = run_episode(Path(out_dir), task, seed + i, camera, width, height, max_steps, fps=fps, orbit_deg_s=orbit_deg_s)
         paths.append(path)
         if on_episode is not None:
             on_episode(i, path)

@@ -113,16 +113,18 @@ class GroundTruth:
         return (shift > MOVE_TOL_M) | (turn > ROT_TOL_DEG)
 
 
-def load_ground_truth(episode_dir: str | Path) -> GroundTruth:
-    """Read an episode directory written by `tasks.sim.generate` (ground_truth.npz + depth.npy + cameras.npz)."""
+def load_ground_truth(episode_dir: str | Path, frame_index: np.ndarray | None = None) -> GroundTruth:
+    """Read an episode directory written by `tasks.sim.generate` (ground_truth.npz + depth.npy + cameras.npz), at
+    the source frames `frame_index` (the ones decode kept: tracks index stored frames) or at every frame."""
     ep = Path(episode_dir)
     gt, cams = np.load(ep / "ground_truth.npz"), np.load(ep / "cameras.npz")
+    at = slice(None) if frame_index is None else np.asarray(frame_index)
     return GroundTruth(
-        seg_body=gt["seg_body"],
-        body_pos=gt["body_pos"],
-        body_rot=gt["body_rot"],
-        depth=np.load(ep / "depth.npy"),
+        seg_body=gt["seg_body"][at],
+        body_pos=gt["body_pos"][at],
+        body_rot=gt["body_rot"][at],
+        depth=np.array(np.load(ep / "depth.npy", mmap_mode="r")[at]),
         K=cams["K"],
-        w2c=cams["w2c"],
+        w2c=cams["w2c"][at],
         body_names=gt["body_names"],
     )

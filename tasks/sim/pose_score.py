@@ -54,5 +54,5 @@ def grade_estimated(src: EpisodeSource, cfg: IngestConfig) -> tuple[Episode, Pos
     ep = ep.replace(w2c=in_true_world(ep.w2c, gt))  # the same poses, written in the ground-truth world
     for stage in STAGES[len(stages_until("pose")) : len(stages_until("lift"))]:  # keypoints, track, lift
         ep = stage.run(ep, stage.settings(cfg))
-    gtruth = load_ground_truth(src.uri)
+    gtruth = load_ground_truth(src.uri, ep.frame_index)
     return ep, pose, score_tracks(gtruth, ep.query_frame, ep.query_uv, ep.tracks_xyz, ep.visible)

@@ -87,6 +87,6 @@ def grade_episode(src: EpisodeSource, cfg: IngestConfig) -> tuple[Episode, Track
     ep = run_stages(src, cfg, stages_until("lift"))
     if ep.status != "ok":
         raise RuntimeError(f"{src.uri}: {ep.errors}")
-    gt = load_ground_truth(src.uri)
+    gt = load_ground_truth(src.uri, ep.frame_index)
     return ep, score_tracks(gt, ep.query_frame, ep.query_uv, ep.tracks_xyz, ep.visible)
 
