@@ -168,7 +168,30 @@ class KeypointConfig(_Frozen):
 
 
 class TrackConfig(_Frozen):
-    backend: Literal["lk"] = Field("lk", description="OpenCV pyramidal Lucas-Kanade, forward-backward checked")
+    backend: Literal["lk", "cotracker"] = Field(
+        "lk", description="lk: OpenCV pyramidal Lucas-Kanade, forward-backward checked; cotracker: CoTracker3 "
+        "(torch.hub; `cotracker_repo`, `cotracker_model`, `weights`), its visibility combined with the depth check"
+    )
+    cotracker_repo: str = Field(
+        "facebookresearch/co-tracker", description="torch.hub repository, or a local directory holding its "
+        "hubconf.py (a checkout, or the hub cache's facebookresearch_co-tracker_main)"
+    )
+    cotracker_model: Literal["cotracker3_offline", "cotracker3_online"] = Field(
+        "cotracker3_offline", description="hub entry: offline (windows of `window` frames with `overlap`) or online "
+        "(its own sliding window of 16 frames)"
+    )
+    weights: str | None = Field(
+        None, description="CoTracker checkpoint file (.pth/.safetensors, tensors only); None: the released one from "
+        "the torch hub cache; \"random\": random weights (tests and benchmarks only)"
+    )
+    window: int = Field(60, ge=2, description="cotracker offline: frames per window (memory grows with it)")
+    overlap: int = Field(12, ge=1, description="cotracker offline: frames shared by consecutive windows (tracks are "
+                         "handed on at their last visible frame in it)")
+    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="cotracker: auto = cuda (bf16 autocast) when present")
+    gpus: float = Field(
+        0.0, ge=0, description="GPUs each episode's Ray task reserves for CoTracker (fractions share a GPU; set it with "
+        "the cotracker backend on GPU nodes)"
+    )
     window_px: int = Field(11, ge=5, description="LK window side (larger windows drag points along with occluders)")
     pyramid_levels: int = Field(3, ge=0)
     fb_max_px: float = Field(1.0, gt=0, description="forward-backward error above which a step is not trusted")
@@ -247,7 +270,10 @@ class IngestConfig(_Frozen):
         `lerobot` is left out: it only matters to LeRobot sources, whose ids add the settings that change
         an episode's data (camera, keys) themselves (tasks/run/lerobot_sources.py), so other ids stay as they were.
         """
-        exclude = {"corpus": True, "lerobot": True, "depth": {"device", "batch_size", "gpus"}, "captions": {"gpus"}}
+        exclude = {
+            "corpus": True, "lerobot": True, "depth": {"device", "batch_size", "gpus"}, "captions": {"gpus"},
+            "track": {"device", "gpus"}, "keypoints": {"dino": {"device", "batch_size"}},
+        }
         return self.model_dump_json(exclude=exclude)
 
 

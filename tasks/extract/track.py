@@ -24,7 +24,7 @@ from tasks.geometry import inside_image, project
 from tasks.extract.keypoints import propose, uncovered_mask
 from tasks.extract.lift import lift_points
 from tasks.extract.rigid import carry
-from tasks.stage import Stage
+from tasks.stage import Resources, Stage
 from tasks.types import Episode
 
 PATCH = 11
@@ -203,6 +203,10 @@ def track(ep: Episode, s: TrackSettings) -> Episode:
     Fills query_frame, query_uv, tracks_uv, visible (new queries only where coverage is missing, as in
     docs/method.md#stage-3-tracking).
     """
+    if s.track.backend == "cotracker":  # tasks/extract/cotracker_track.py
+        from tasks.extract.cotracker_track import track_cotracker
+
+        return track_cotracker(ep, s)
     W, H = ep.image_size
     kcfg, tcfg = s.keypoints, s.track
     gray, depth = ep.gray, ep.clean_depth
@@ -255,12 +259,21 @@ def track(ep: Episode, s: TrackSettings) -> Episode:
 
 
 class Track(Stage[TrackSettings]):
-    """Stage 3 (docs/method.md#stage-3-tracking), classical backend: depth-aware forward-backward LK."""
+    """Stage 3 (docs/method.md#stage-3-tracking): depth-aware forward-backward LK, or CoTracker3 (`track.backend`)."""
 
     name = "track"
 
     def settings(self, cfg: IngestConfig) -> TrackSettings:
         return TrackSettings(cfg.track, cfg.keypoints, cfg.filter.coverage_grid)
+
+    def warm(self, settings: TrackSettings) -> None:
+        if settings.track.backend == "cotracker":  # load the model once per worker
+            from tasks.extract.cotracker_track import load
+
+            load(settings.track)
+
+    def resources(self, settings: TrackSettings) -> Resources:
+        return Resources(gpus=settings.track.gpus if settings.track.backend == "cotracker" else 0.0)
 
     def run(self, ep: Episode, settings: TrackSettings) -> Episode:
         return track(ep, settings)
