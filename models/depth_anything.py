@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from models.device import DeviceUnavailable, resolve_device
+from models.loading import pretrained_source
 
 # Released shapes of the Depth-Anything-V2 metric checkpoints (config.json of the -hf repos), and a tiny one
 # for tests. Random weights of a real shape cost the same time as real weights (benchmarks).
@@ -92,15 +93,13 @@ def load_depth_anything(id_or_dir: str, device: str = "auto") -> DepthAnything:
     """Model and processor by hub id or local directory (save_pretrained layout), cached per process."""
     from transformers import AutoImageProcessor, AutoModelForDepthEstimation
 
-    local = Path(id_or_dir).expanduser()
-    if (id_or_dir.startswith((".", "/", "~")) or local.exists()) and not (local / "config.json").is_file():
-        what = "has no config.json" if local.is_dir() else "does not exist"
+    source, unusable = pretrained_source(id_or_dir)
+    if unusable:
         raise DepthModelUnavailable(
-            f"depth model directory {str(local)!r} {what}; point `--depth-model DIR` (sets depth.model) at a "
+            f"depth model directory {source!r} {unusable}; point `--depth-model DIR` (sets depth.model) at a "
             "save_pretrained directory holding config.json, model.safetensors and preprocessor_config.json, "
             "or give a hub id"
         )
-    source = str(local) if local.exists() else id_or_dir
     try:
         model = AutoModelForDepthEstimation.from_pretrained(source, use_safetensors=True)
         processor = AutoImageProcessor.from_pretrained(source, backend="pil")

@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from models.device import DeviceUnavailable, resolve_device
+from models.loading import pretrained_source
 from models.dino_features import DinoUnavailable
 
 _IMAGENET_MEAN, _IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
@@ -110,14 +111,12 @@ def load_dinov2(id_or_dir: str, device: str = "auto") -> DinoPatches:
     """Dinov2Model by hub id or local save_pretrained directory, cached per process."""
     from transformers import Dinov2Model
 
-    local = Path(id_or_dir).expanduser()
-    if (id_or_dir.startswith((".", "/", "~")) or local.exists()) and not (local / "config.json").is_file():
-        what = "has no config.json" if local.is_dir() else "does not exist"
+    source, unusable = pretrained_source(id_or_dir)
+    if unusable:
         raise DinoModelUnavailable(
-            f"DINOv2 model directory {str(local)!r} {what}; set {SETTING} to a save_pretrained directory holding "
+            f"DINOv2 model directory {source!r} {unusable}; set {SETTING} to a save_pretrained directory holding "
             "config.json and model.safetensors (preprocessor_config.json optional), or to a hub id"
         )
-    source = str(local) if local.exists() else id_or_dir
     try:
         model = Dinov2Model.from_pretrained(source, use_safetensors=True)
     except (OSError, ValueError) as exc:

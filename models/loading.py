@@ -33,6 +33,15 @@ def load_weights(path: str | Path) -> dict[str, torch.Tensor]:
     raise UnsafeSourceError(f"{path}: unknown checkpoint format; use .safetensors (or a torch file with tensors only)")
 
 
+def pretrained_source(id_or_dir: str) -> tuple[str, str | None]:
+    """(what to pass to from_pretrained, why a path cannot be used or None): a path-looking or existing
+    `id_or_dir` must be a save_pretrained directory (config.json); anything else is a hub id."""
+    local = Path(id_or_dir).expanduser()
+    if (id_or_dir.startswith((".", "/", "~")) or local.exists()) and not (local / "config.json").is_file():
+        return str(local), "has no config.json" if local.is_dir() else "does not exist"
+    return (str(local) if local.exists() else id_or_dir), None
+
+
 def hub_load(repo_or_dir: str, entry: str, *args: Any, allowed: tuple[str, ...] = ALLOWED_HUB_REPOS, **kwargs: Any):
     """torch.hub.load from a local directory, or from an allowlisted GitHub repository ("owner/name[:ref]")."""
     local = Path(repo_or_dir)

@@ -88,9 +88,14 @@ def track_coverage(tracks_uv: np.ndarray, visible: np.ndarray, width: int, heigh
     docs/architecture.md#conventions).
     Every frame counts, so frames where tracking is lost pull the mean down. 0.0 for no frames.
     """
-    N, T = visible.shape
-    if T == 0:
+    if visible.shape[1] == 0:
         return 0.0
+    return float(occupied_cells(tracks_uv, visible, width, height, grid).mean(1).mean())
+
+
+def occupied_cells(tracks_uv: np.ndarray, visible: np.ndarray, width: int, height: int, grid: int) -> np.ndarray:
+    """(T, grid * grid) bool: the cells (row-major) holding a visible track point in each frame."""
+    T = visible.shape[1]
     uv = np.asarray(tracks_uv, np.float64)
     ok = np.asarray(visible, bool) & np.isfinite(uv).all(-1) & inside_image(uv, width, height)
     n_idx, t_idx = np.nonzero(ok)
@@ -98,7 +103,7 @@ def track_coverage(tracks_uv: np.ndarray, visible: np.ndarray, width: int, heigh
     cy = np.clip(np.floor((uv[n_idx, t_idx, 1] + 0.5) / height * grid), 0, grid - 1).astype(np.int64)
     occupied = np.zeros((T, grid * grid), bool)
     occupied[t_idx, cy * grid + cx] = True
-    return float(occupied.mean(1).mean())
+    return occupied
 
 
 class TextureSettings(NamedTuple):
@@ -122,13 +127,7 @@ def empty_cells(
 ) -> EmptyCells:
     """Why the cells without a visible track are empty, from the frames (T,H,W,3) and depth (T,H,W) themselves."""
     T, H, W = depth.shape
-    uv = np.asarray(tracks_uv, np.float64)
-    ok = np.asarray(visible, bool) & np.isfinite(uv).all(-1) & inside_image(uv, W, H)
-    n_idx, t_idx = np.nonzero(ok)
-    cx = np.clip(np.floor((uv[n_idx, t_idx, 0] + 0.5) / W * grid), 0, grid - 1).astype(np.int64)
-    cy = np.clip(np.floor((uv[n_idx, t_idx, 1] + 0.5) / H * grid), 0, grid - 1).astype(np.int64)
-    occupied = np.zeros((T, grid * grid), bool)
-    occupied[t_idx, cy * grid + cx] = True
+    occupied = occupied_cells(tracks_uv, visible, W, H, grid)
     ys = np.minimum(np.arange(H) * grid // H, grid - 1)
     xs = np.minimum(np.arange(W) * grid // W, grid - 1)
     cell = (ys[:, None] * grid + xs[None, :]).ravel()
