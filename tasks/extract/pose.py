@@ -129,8 +129,9 @@ def track_keyframes(
     insertion: registration then holds at several degrees of camera rotation per stored frame).
     Search guesses extrapolate the last two registered frames at constant velocity. The first
     keyframe is the first frame with `min_inliers` corners with depth; a frame that registers
-    nowhere is lost (bridged later) and never becomes a keyframe. At most two registrations and one
-    corner extraction per frame: linear in length.
+    nowhere is lost (bridged later), and if it has those corners it becomes a keyframe at its guessed
+    pose, so the frames after it are not all lost. At most two registrations and one corner
+    extraction per frame: linear in length.
     """
     rel = np.tile(np.eye(4), (T, 1, 1))
     ok = np.zeros(T, bool)
@@ -162,8 +163,16 @@ def track_keyframes(
             elif T_kf_t is not None:  # only the old keyframe holds: express that relative to the new one
                 T_kf_t, r = invert_rigid(rel[new_kf]) @ T_kf_t, FAILED
             kf = new_kf
-        if T_kf_t is None:
-            continue  # lost: bridged from its neighbours once all poses are known
+        if T_kf_t is None:  # lost: bridged from its neighbours once all poses are known
+            if len(points(t).uv) >= cfg.min_inliers:
+                # Textured but unregistered (the view changed too much): the chain restarts from it, its pose
+                # guessed at constant velocity, so later frames register to it instead of all being lost
+                # against a keyframe they have left behind; the global pass ties it to earlier keyframes.
+                kfs.append(t)
+                at_keyframe[len(kfs) - 1] = FAILED
+                rel[t], sweep[t] = invert_rigid(sweep[kf]) @ pred, pred
+                direct = None
+            continue
         rel[t], ok[t] = T_kf_t, True
         sweep[t] = sweep[kf] @ T_kf_t
         last = [last[-1], t]
