@@ -24,14 +24,26 @@ def interpolate(target: torch.Tensor, noise: torch.Tensor, t: torch.Tensor) -> t
     return tt * noise + (1 - tt) * target, noise - target
 
 
+def noise_like(shape, generator: torch.Generator | None, device: torch.device) -> torch.Tensor:
+    """Standard normal noise of `shape` on `device`, drawn on the generator's device (so a seeded CPU
+    generator gives the same draws whatever device the model is on)."""
+    gdev = generator.device if generator is not None else device
+    return torch.randn(shape, generator=generator, device=gdev).to(device)
+
+
 def noisy_pair(target: torch.Tensor, generator: torch.Generator | None = None):
-    """(x_t, v_target, t) for one training step: noise and Beta time drawn on the generator's device
-    (so a seeded CPU generator gives the same draws whatever device the model is on)."""
+    """(x_t, v_target, t) for one training step: noise and Beta time drawn on the generator's device."""
     gdev = generator.device if generator is not None else target.device
-    noise = torch.randn(target.shape, generator=generator, device=gdev).to(target.device)
+    noise = noise_like(target.shape, generator, target.device)
     t = sample_time(target.shape[0], generator, gdev).to(target.device)
     x_t, v_target = interpolate(target, noise, t)
     return x_t, v_target, t
+
+
+def chunk_loss(v_pred: torch.Tensor, v_target: torch.Tensor, action_mask: torch.Tensor) -> torch.Tensor:
+    """MSE over (B, chunk, A) action velocities, counting only the steps `action_mask` (B, chunk) keeps."""
+    w = action_mask.float()[..., None].expand_as(v_target)
+    return ((v_pred.float() - v_target).pow(2) * w).sum() / w.sum().clamp(min=1.0)
 
 
 def flow_loss(v_pred: torch.Tensor, v_target: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:

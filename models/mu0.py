@@ -21,6 +21,7 @@ from models.flow_matching import (
     done_loss,
     euler_sample,
     flow_loss,
+    noise_like,
     noisy_pair,
     rigidity_loss,
 )
@@ -152,9 +153,7 @@ class Mu0(nn.Module):
         cfg = self.cfg
         steps = num_steps or cfg.num_sample_steps
         B, N = batch["keypoint_mask"].shape
-        shape = (B, N, cfg.n_ctrl, 3)
-        gdev = generator.device if generator is not None else self.device
-        noise = torch.randn(shape, generator=generator, device=gdev).to(self.device)
+        noise = noise_like((B, N, cfg.n_ctrl, 3), generator, self.device)
         ctx = self._context(batch)
         last: dict[str, torch.Tensor] = {}
 
@@ -185,8 +184,7 @@ class Mu0(nn.Module):
         ]
         try:
             ctx = self._context(batch)
-            gdev = generator.device if generator is not None else self.device
-            x1 = torch.randn((B, N, cfg.n_ctrl, 3), generator=generator, device=gdev).to(self.device)
+            x1 = noise_like((B, N, cfg.n_ctrl, 3), generator, self.device)
             self._predict(ctx, batch, x1, torch.ones(B, device=self.device))
         finally:
             for h in hooks:

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from models.backbone import build_prompt, tiny_tokenizer
-from models.flow_matching import interpolate, sample_time
+from models.flow_matching import chunk_loss, noise_like, noisy_pair
 from models.policy.pi0_config import Pi0BaselineConfig
 
 
@@ -80,20 +80,14 @@ class Pi0Baseline(nn.Module):
 
     def loss(self, batch: dict, generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
         """Flow-matching MSE on the normalised action chunk, over valid (unpadded) steps."""
-        a = batch["actions"].float()
-        gdev = generator.device if generator is not None else a.device
-        noise = torch.randn(a.shape, generator=generator, device=gdev).to(a.device)
-        t = sample_time(a.shape[0], generator, gdev).to(a.device)
-        x_t, v_target = interpolate(a, noise, t)
+        x_t, v_target, t = noisy_pair(batch["actions"].float(), generator)
         v = self.model(state=batch["state"].float(), noise=x_t, timestep=t, **self._prefix(batch)).logits
-        w = batch["action_mask"].float()[..., None].expand_as(a)
-        return {"loss": ((v.float() - v_target).pow(2) * w).sum() / w.sum().clamp(min=1.0)}
+        return {"loss": chunk_loss(v, v_target, batch["action_mask"])}
 
     @torch.no_grad()
     def sample(self, batch: dict, generator: torch.Generator | None = None, num_steps: int | None = None) -> torch.Tensor:
         """(B, chunk, A) normalised actions: Euler from noise at t=1 to 0, the VLM prefix cached once."""
         state = batch["state"].float()
-        gdev = generator.device if generator is not None else state.device
-        noise = torch.randn((state.shape[0], self.cfg.chunk, self.cfg.action_dim), generator=generator, device=gdev)
-        return self.model.sample_actions(state=state, noise=noise.to(state.device), num_steps=num_steps or self.cfg.num_steps,
+        noise = noise_like((state.shape[0], self.cfg.chunk, self.cfg.action_dim), generator, state.device)
+        return self.model.sample_actions(state=state, noise=noise, num_steps=num_steps or self.cfg.num_steps,
                                          **self._prefix(batch))

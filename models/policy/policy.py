@@ -17,7 +17,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from models.flow_matching import euler_sample, noisy_pair
+from models.flow_matching import chunk_loss, euler_sample, noise_like, noisy_pair
 from models.mu0 import Mu0
 from models.policy.config import PolicyConfig
 from models.policy.decoder import ActionDecoder
@@ -69,7 +69,7 @@ class Mu0Policy(nn.Module):
     # --------------------------------------------------------------------------------------------- prefix
 
     @torch.no_grad()
-    def _guidance(self, batch: dict, generator: torch.Generator | None):
+    def _guidance(self, batch: dict):
         """μ0's one-step guidance from noise drawn with `guidance_seed` on every call, in training as at
         inference: one draw changes the trace tokens by ~46% against another, so random draws in
         training would teach the decoder that the traces are noise."""
@@ -81,9 +81,9 @@ class Mu0Policy(nn.Module):
         text = m.backbone.vlm.text_model.get_input_embeddings()(ids)
         return hidden.float(), valid, pool_grid(keypoints.float(), self.cfg.grid), text.float(), text_valid
 
-    def prefix(self, batch: dict, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def prefix(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
         """(tokens (B, P, width), valid (B, P)): [mixed VLM tokens; prompt embeddings; wrist; state]."""
-        hidden, valid, traces, text, text_valid = self._guidance(batch, generator)
+        hidden, valid, traces, text, text_valid = self._guidance(batch)
         if self.mixer is not None:
             hidden = self.mixer(hidden, traces)
         parts, masks = [self.vlm_proj(hidden), self.text_proj(text)], [valid, text_valid]
@@ -103,11 +103,8 @@ class Mu0Policy(nn.Module):
         """Flow-matching MSE on the normalised action chunk, over valid (unpadded) steps."""
         a = batch["actions"].float()
         x_t, v_target, t = noisy_pair(a, generator)
-        tokens, valid = self.prefix(batch, generator)
-        v = self.decoder(tokens, valid, x_t, t)
-        w = batch["action_mask"].float()[..., None].expand_as(a)
-        loss = ((v.float() - v_target).pow(2) * w).sum() / w.sum().clamp(min=1.0)
-        out = {"loss": loss}
+        tokens, valid = self.prefix(batch)
+        out = {"loss": chunk_loss(self.decoder(tokens, valid, x_t, t), v_target, batch["action_mask"])}
         if self.mixer is not None:
             out["gate"] = torch.sigmoid(self.mixer.gate.detach())[0]
         return out
@@ -115,8 +112,6 @@ class Mu0Policy(nn.Module):
     @torch.no_grad()
     def sample(self, batch: dict, generator: torch.Generator | None = None, num_steps: int | None = None) -> torch.Tensor:
         """(B, chunk, A) normalised actions: Euler from noise at t=1 to 0, the prefix computed once."""
-        tokens, valid = self.prefix(batch, generator)
-        B = tokens.shape[0]
-        gdev = generator.device if generator is not None else tokens.device
-        noise = torch.randn((B, self.cfg.chunk, self.cfg.action_dim), generator=generator, device=gdev).to(tokens.device)
+        tokens, valid = self.prefix(batch)
+        noise = noise_like((tokens.shape[0], self.cfg.chunk, self.cfg.action_dim), generator, tokens.device)
         return euler_sample(lambda x, t: self.decoder(tokens, valid, x, t), noise, num_steps or self.cfg.num_steps)
