@@ -12,17 +12,16 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
+
+from models.policy.chunking import ChunkedPolicyConfig
 
 from models.policy.pi0_config import PI0_PRESETS, Pi0BaselineConfig
 from models.presets import pick_preset
 
 
-class PolicyConfig(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
+class PolicyConfig(ChunkedPolicyConfig):
     kind: Literal["mu0"] = Field("mu0", description="checkpoint kind: a μ0 policy (frozen μ0 + action expert)")
-    preset: str = Field("custom", description="name of the preset this config came from")
     use_traces: bool = Field(True, description="mix μ0's trace tokens into the VLM tokens; False: the 'VLM + action expert' ablation")
     grid: int = Field(20, ge=2, description="G: μ0 is queried on a uniform G x G keypoint grid (even: 2x2 pooled)")
     mixer_heads: int = Field(16, ge=1, description="heads of the GatedMotionMixer cross-attention (divide the VLM width)")
@@ -38,20 +37,12 @@ class PolicyConfig(BaseModel):
     state_dim: int = Field(16, ge=0, description="proprioceptive state size (a run takes its dataset's; 0: no state token)")
     wrist_dim: int = Field(0, ge=0, description="feature size of wrist-camera tokens given as batch['wrist'] (0: no wrist camera)")
     wrist_tokens: int = Field(64, ge=1, description="wrist tokens (8x8 pooled patches), each with a learned position embedding")
-    chunk: int = Field(16, ge=1, description="actions predicted per call")
-    execute: int = Field(8, ge=1, description="actions of a chunk executed before the policy is asked again")
-    num_steps: int = Field(10, ge=1, description="Euler steps of the action flow at inference")
     guidance_seed: int = Field(0, description="seed of μ0's t=1 noise at inference (fixed: same observation, same guidance)")
-    seed: int = Field(0, description="seed of the random initialisation")
 
     @model_validator(mode="after")
     def _check(self) -> "PolicyConfig":
         if self.grid % 2:
             raise ValueError(f"grid must be even (2x2 average pooling), got {self.grid}")
-        if self.heads % self.kv_heads:
-            raise ValueError(f"heads {self.heads} must be a multiple of kv_heads {self.kv_heads}")
-        if self.execute > self.chunk:
-            raise ValueError(f"execute {self.execute} exceeds chunk {self.chunk}")
         return self
 
     @property

@@ -12,14 +12,13 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
+
+from models.policy.chunking import ChunkedPolicyConfig
 
 
-class Pi0BaselineConfig(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
+class Pi0BaselineConfig(ChunkedPolicyConfig):
     kind: Literal["pi0"] = Field("pi0", description="checkpoint kind: the rollout harness rebuilds a π0 baseline")
-    preset: str = Field("custom", description="name of the preset this config came from")
     image_size: int = Field(64, ge=16, description="resize-with-pad side of the camera image, pixels")
     patch_size: int = Field(8, ge=1, description="SigLIP patch side; (image_size / patch_size)^2 image tokens")
     vision_width: int = Field(64, ge=8, description="SigLIP hidden size")
@@ -37,20 +36,12 @@ class Pi0BaselineConfig(BaseModel):
     max_text_tokens: int = Field(48, ge=4, description="tokenizer max length of the prompt 'Task: {instruction}\\n'")
     action_dim: int = Field(4, ge=1, description="A: action size (a run takes its dataset's)")
     state_dim: int = Field(39, ge=1, description="proprioceptive state size (a run takes its dataset's)")
-    chunk: int = Field(16, ge=1, description="actions predicted per call")
-    execute: int = Field(8, ge=1, description="actions of a chunk executed before the policy is asked again")
-    num_steps: int = Field(10, ge=1, description="Euler steps of the action flow at inference")
     noise_seed: int = Field(0, description="seed of the action noise at inference (fixed: same observation, same chunk)")
-    seed: int = Field(0, description="seed of the random initialisation")
 
     @model_validator(mode="after")
     def _check(self) -> "Pi0BaselineConfig":
         if self.image_size % self.patch_size:
             raise ValueError(f"patch_size {self.patch_size} must divide image_size {self.image_size}")
-        if self.heads % self.kv_heads:
-            raise ValueError(f"heads {self.heads} must be a multiple of kv_heads {self.kv_heads}")
-        if self.execute > self.chunk:
-            raise ValueError(f"execute {self.execute} exceeds chunk {self.chunk}")
         return self
 
     @property
