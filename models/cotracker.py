@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 
 from models.device import DeviceUnavailable, resolve_device
-from models.loading import UnsafeSourceError, hub_load, load_weights
+from models.loading import UnsafeSourceError, first_line, hub_load, load_weights
 
 ENTRIES = ("cotracker3_offline", "cotracker3_online")
 RANDOM = "random"
@@ -50,10 +50,6 @@ def _local(repo: str) -> Path | None:
     return None
 
 
-def _cause(exc: BaseException) -> str:
-    return (str(exc).strip().splitlines() or [type(exc).__name__])[0].rstrip(".")
-
-
 @functools.lru_cache(maxsize=2)
 def load_cotracker(repo: str, entry: str = "cotracker3_offline", weights: str | None = None, device: str = "auto") -> CoTracker:
     """The predictor of hub `entry` from `repo` (hub id or directory), with `weights`, on `device`."""
@@ -72,7 +68,7 @@ def load_cotracker(repo: str, entry: str = "cotracker3_offline", weights: str | 
             state = load_weights(weights)
         except (FileNotFoundError, UnsafeSourceError) as exc:
             raise TrackerUnavailable(
-                f"CoTracker weights {weights!r}: {_cause(exc)}; set `--set track.weights=FILE` to the checkpoint "
+                f"CoTracker weights {weights!r}: {first_line(exc)}; set `--set track.weights=FILE` to the checkpoint "
                 "(e.g. scaled_offline.pth from huggingface.co/facebook/cotracker3), or leave track.weights unset to use "
                 "the torch hub cache"
             ) from exc
@@ -89,13 +85,13 @@ def load_cotracker(repo: str, entry: str = "cotracker3_offline", weights: str | 
             "set `--set track.cotracker_repo=DIR` to a local co-tracker checkout (or the torch hub cache copy), and "
             "`--set track.weights=FILE` if the weights are not cached"
         )
-        raise TrackerUnavailable(f"cannot load CoTracker {entry!r} from {repo!r}: {_cause(exc)}; {hint}") from exc
+        raise TrackerUnavailable(f"cannot load CoTracker {entry!r} from {repo!r}: {first_line(exc)}; {hint}") from exc
     if state is not None:
         try:
             predictor.model.load_state_dict(state)
         except RuntimeError as exc:
             raise TrackerUnavailable(
-                f"CoTracker weights {weights!r} do not fit {entry!r}: {_cause(exc)}; check `track.weights` and "
+                f"CoTracker weights {weights!r} do not fit {entry!r}: {first_line(exc)}; check `track.weights` and "
                 "`track.cotracker_model` (offline and online checkpoints differ)"
             ) from exc
     try:

@@ -8,7 +8,6 @@ worker that runs many episodes loads the weights once. On CUDA the model runs in
 from __future__ import annotations
 
 import functools
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,7 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from models.device import DeviceUnavailable, resolve_device
-from models.loading import pretrained_source
+from models.loading import download_hint, first_line, pretrained_source
 
 # Released shapes of the Depth-Anything-V2 metric checkpoints (config.json of the -hf repos), and a tiny one
 # for tests. Random weights of a real shape cost the same time as real weights (benchmarks).
@@ -79,15 +78,6 @@ class DepthAnything:
         return out
 
 
-def _hint(id_or_dir: str) -> str:
-    offline = os.environ.get("HF_HUB_OFFLINE", "0") not in ("", "0", "false", "False")
-    where = "the model hub is not reachable from here (HF_HUB_OFFLINE=1)" if offline else "the hub download failed"
-    return (
-        f"{where}. Download the checkpoint on a machine with access (e.g. `hf download {id_or_dir} --local-dir DIR`) "
-        "and point at the copy with `--depth-model DIR` (sets depth.model)"
-    )
-
-
 @functools.lru_cache(maxsize=2)
 def load_depth_anything(id_or_dir: str, device: str = "auto") -> DepthAnything:
     """Model and processor by hub id or local directory (save_pretrained layout), cached per process."""
@@ -104,8 +94,8 @@ def load_depth_anything(id_or_dir: str, device: str = "auto") -> DepthAnything:
         model = AutoModelForDepthEstimation.from_pretrained(source, use_safetensors=True)
         processor = AutoImageProcessor.from_pretrained(source, backend="pil")
     except (OSError, ValueError) as exc:
-        cause = (str(exc).strip().splitlines() or [type(exc).__name__])[0].rstrip(".")
-        raise DepthModelUnavailable(f"cannot load depth model {id_or_dir!r}: {cause}. {_hint(id_or_dir)}") from exc
+        hint = download_hint(id_or_dir, "point at the copy with `--depth-model DIR` (sets depth.model)")
+        raise DepthModelUnavailable(f"cannot load depth model {id_or_dir!r}: {first_line(exc)}. {hint}") from exc
     kind = getattr(model.config, "depth_estimation_type", "metric")
     if kind != "metric":
         raise NotMetricDepth(

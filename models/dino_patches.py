@@ -11,7 +11,6 @@ cached per process; on CUDA it runs in bfloat16.
 from __future__ import annotations
 
 import functools
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
@@ -21,7 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from models.device import DeviceUnavailable, resolve_device
-from models.loading import pretrained_source
+from models.loading import download_hint, first_line, pretrained_source
 from models.dino_features import DinoUnavailable
 
 _IMAGENET_MEAN, _IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
@@ -83,15 +82,6 @@ class DinoPatches:
         return PatchFeatures(ids, out, (H / side, W / side))
 
 
-def _hint(id_or_dir: str) -> str:
-    offline = os.environ.get("HF_HUB_OFFLINE", "0") not in ("", "0", "false", "False")
-    where = "The model hub is not reachable from here (HF_HUB_OFFLINE=1)" if offline else "The hub download failed"
-    return (
-        f"{where}. Download the checkpoint on a machine with access (e.g. `hf download {id_or_dir} --local-dir DIR`) "
-        f"and set {SETTING}=DIR"
-    )
-
-
 def _pixel_stats(source: str) -> tuple[tuple, tuple]:
     """image_mean / image_std of the saved image processor, else ImageNet's (the DINOv2 training statistics)."""
     from transformers import AutoImageProcessor
@@ -120,8 +110,8 @@ def load_dinov2(id_or_dir: str, device: str = "auto") -> DinoPatches:
     try:
         model = Dinov2Model.from_pretrained(source, use_safetensors=True)
     except (OSError, ValueError) as exc:
-        cause = (str(exc).strip().splitlines() or [type(exc).__name__])[0].rstrip(".")
-        raise DinoModelUnavailable(f"cannot load DINOv2 {id_or_dir!r}: {cause}. {_hint(id_or_dir)}") from exc
+        hint = download_hint(id_or_dir, f"set {SETTING}=DIR")
+        raise DinoModelUnavailable(f"cannot load DINOv2 {id_or_dir!r}: {first_line(exc)}. {hint}") from exc
     mean, std = _pixel_stats(source)
     try:
         dev = resolve_device(device)

@@ -6,6 +6,7 @@ allowlist (by default the ones the pipeline names) or for a local directory the 
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +41,18 @@ def pretrained_source(id_or_dir: str) -> tuple[str, str | None]:
     if (id_or_dir.startswith((".", "/", "~")) or local.exists()) and not (local / "config.json").is_file():
         return str(local), "has no config.json" if local.is_dir() else "does not exist"
     return (str(local) if local.exists() else id_or_dir), None
+
+
+def download_hint(id_or_dir: str, point_at: str) -> str:
+    """What to do when `from_pretrained(id_or_dir)` could not reach or read the hub; `point_at` says how to use a copy."""
+    offline = os.environ.get("HF_HUB_OFFLINE", "0") not in ("", "0", "false", "False")
+    where = "The model hub is not reachable from here (HF_HUB_OFFLINE=1)" if offline else "The hub download failed"
+    return f"{where}. Download the checkpoint on a machine with access (e.g. `hf download {id_or_dir} --local-dir DIR`) and {point_at}"
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message (transformers' are paragraphs), without its final period."""
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0].rstrip(".")
 
 
 def hub_load(repo_or_dir: str, entry: str, *args: Any, allowed: tuple[str, ...] = ALLOWED_HUB_REPOS, **kwargs: Any):
