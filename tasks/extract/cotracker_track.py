@@ -28,7 +28,7 @@ import torch
 from models.cotracker import CoTracker, load_cotracker
 from tasks.errors import ConfigurationError
 from tasks.extract.keypoints import propose, uncovered_mask
-from tasks.extract.lift import lift_points
+from tasks.extract.lift import lift_tracks
 from tasks.types import Episode
 
 
@@ -128,11 +128,7 @@ def depth_consistent(uv, vis, qf, depth, K, w2c, tcfg) -> np.ndarray:
     known (velocity restarts); more than `max_gap_frames` unseen ends the track in that direction.
     """
     n, T = vis.shape
-    xyz = np.full((n, T, 3), np.nan)
-    for t in range(T):
-        idx = np.flatnonzero(vis[:, t])
-        if idx.size:
-            xyz[idx, t] = lift_points(uv[idx, t], depth[t], K, w2c[t])
+    xyz = lift_tracks(uv, vis, depth, K, w2c)
     ok = np.zeros_like(vis)
     rows = np.arange(n)
     ok[rows, qf] = vis[rows, qf] & np.isfinite(xyz[rows, qf]).all(1)

@@ -41,6 +41,18 @@ def lift_points(uv: np.ndarray, depth_t: np.ndarray, K: np.ndarray, w2c_t: np.nd
     return unproject(uv, z, K, w2c_t)
 
 
+def lift_tracks(uv: np.ndarray, visible: np.ndarray, depth: np.ndarray, K: np.ndarray, w2c: np.ndarray,
+                dtype=np.float64) -> np.ndarray:
+    """World points (N, T, 3) of 2D tracks (N, T, 2) where `visible` (N, T); NaN elsewhere (never guessed)."""
+    N, T = visible.shape
+    xyz = np.full((N, T, 3), np.nan, dtype=dtype)
+    for t in range(T):
+        idx = np.flatnonzero(visible[:, t])
+        if idx.size:
+            xyz[idx, t] = lift_points(uv[idx, t], depth[t], K, w2c[t])
+    return xyz
+
+
 def clean_depth(ep: Episode, cfg: LiftConfig) -> np.ndarray:
     """The episode's edge-filtered depth, computed once."""
     if ep.clean_depth is not None:
@@ -50,13 +62,7 @@ def clean_depth(ep: Episode, cfg: LiftConfig) -> np.ndarray:
 
 def lift(ep: Episode, cfg: LiftConfig) -> Episode:
     """tracks_xyz (N,T,3) from tracks_uv where visible; NaN elsewhere (unknown, never guessed)."""
-    depth = clean_depth(ep, cfg)
-    N, T = ep.visible.shape
-    xyz = np.full((N, T, 3), np.nan, dtype=np.float32)
-    for t in range(T):
-        idx = np.flatnonzero(ep.visible[:, t])
-        if idx.size:
-            xyz[idx, t] = lift_points(ep.tracks_uv[idx, t], depth[t], ep.K, ep.w2c[t])
+    xyz = lift_tracks(ep.tracks_uv, ep.visible, clean_depth(ep, cfg), ep.K, ep.w2c, np.float32)
     visible = ep.visible & np.isfinite(xyz).all(-1)
     return ep.replace(tracks_xyz=xyz, visible=visible, clean_depth=None)  # not needed past this stage
 

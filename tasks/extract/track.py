@@ -22,7 +22,7 @@ from scipy.spatial import cKDTree
 from tasks.config import IngestConfig, KeypointConfig, TrackConfig
 from tasks.geometry import inside_image, project
 from tasks.extract.keypoints import propose, uncovered_mask
-from tasks.extract.lift import lift_points
+from tasks.extract.lift import lift_points, lift_tracks
 from tasks.extract.rigid import carry
 from tasks.stage import Resources, Stage
 from tasks.types import Episode
@@ -286,10 +286,7 @@ def _near_motion(uv, vis, flat, qf, depth, K, w2c, cfg: TrackConfig) -> np.ndarr
     textured tracks around it tell whether its neighbourhood is static.
     """
     N, T = vis.shape
-    xyz = np.full((N, T, 3), np.nan)
-    for t in range(T):
-        idx = np.flatnonzero(vis[:, t])
-        xyz[idx, t] = lift_points(uv[idx, t], depth[t], K, w2c[t])
+    xyz = lift_tracks(uv, vis, depth, K, w2c)
     ref = xyz[np.arange(N), qf]
     with np.errstate(invalid="ignore"):
         motion = np.nanmax(np.linalg.norm(xyz - ref[:, None], axis=-1), axis=1)
