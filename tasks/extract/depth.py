@@ -128,10 +128,7 @@ class Depth(Stage[DepthConfig]):
             return
         from models.depth_anything import load_depth_anything
 
-        try:
-            load_depth_anything(settings.model, settings.device)
-        except Exception:  # noqa: BLE001 - a missing model is reported per episode, as data
-            pass
+        load_depth_anything(settings.model, settings.device)
 
     def resources(self, settings: DepthConfig) -> Resources:
         return Resources(gpus=settings.gpus)

@@ -70,10 +70,10 @@ def read_depth(
     check_depth_header(path, count, src_hw)
     arr = np.load(path, mmap_mode="r", allow_pickle=False)
     step = max(1, (64 << 20) // max(1, src_hw[0] * src_hw[1] * 4))  # ~64 MB of source depth at a time
-    return clean_depth((arr[index[a : a + step]] for a in range(0, len(index), step)), len(index), src_hw, size)
+    return depth_in_meters((arr[index[a : a + step]] for a in range(0, len(index), step)), len(index), src_hw, size)
 
 
-def clean_depth(
+def depth_in_meters(
     blocks, n: int, src_hw: tuple[int, int], size: tuple[int, int], scale: float = 1.0
 ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """Blocks of source depth frames (k, H, W) in stored units -> float32 (n, h, w) meters at the working size,

@@ -119,10 +119,7 @@ class Keypoints(Stage[KeypointSettings]):
         if settings.keypoints.backend == "dino":
             from models.dino_patches import load_dinov2
 
-            try:
-                load_dinov2(settings.keypoints.dino.model, settings.keypoints.dino.device)
-            except Exception:  # noqa: BLE001 - a missing model is reported per episode, as data
-                pass
+            load_dinov2(settings.keypoints.dino.model, settings.keypoints.dino.device)
 
     def run(self, ep: Episode, settings: KeypointSettings) -> Episode:
         return propose_keypoints(ep, settings)

@@ -22,7 +22,7 @@ import pyarrow.parquet as pq
 
 from tasks.config import DecodeConfig, LeRobotConfig
 from tasks.errors import EpisodeInputError
-from tasks.extract.episode_files import clean_depth
+from tasks.extract.episode_files import depth_in_meters
 from tasks.extract.intrinsics import intrinsics_from_metadata, resize_intrinsics, video_metadata
 from tasks.extract.video import Video, check_enough_frames, check_window, probe_video, read_video
 from tasks.types import EpisodeDemo, EpisodeSource, LeRobotPart
@@ -82,13 +82,13 @@ def read_lerobot_depth(part: LeRobotPart, video: Video, cfg: DecodeConfig, min_f
                 f"{given.video}: [{given.from_s:g}, {given.to_s:g}) s holds {maps.count.n} depth frames, but episode "
                 f"{part.index} has {part.length}"
             )
-        return clean_depth([maps.frames[..., 0]], len(maps.index), maps.frames.shape[1:3], size, given.scale)
+        return depth_in_meters([maps.frames[..., 0]], len(maps.index), maps.frames.shape[1:3], size, given.scale)
     table = pq.read_table(part.data, columns=[given.key, "frame_index"], filters=[("episode_index", "=", part.index)])
     table = table.sort_by("frame_index").take(pa.array(np.asarray(video.index, np.int64)))
     flat = feature_array(table, given.key, part.data)
     if flat.shape[1] != given.hw[0] * given.hw[1]:
         raise EpisodeInputError(f"{part.data}: column {given.key} rows hold {flat.shape[1]} values, info.json says {given.hw}")
-    return clean_depth([flat.reshape(len(flat), *given.hw)], len(flat), given.hw, size, given.scale)
+    return depth_in_meters([flat.reshape(len(flat), *given.hw)], len(flat), given.hw, size, given.scale)
 
 
 def _part(src: EpisodeSource) -> LeRobotPart:
