@@ -33,7 +33,6 @@ from dataclasses import dataclass, replace
 
 import cv2
 import numpy as np
-from scipy.spatial.transform import Rotation
 
 from tasks.extract.anchoring import fit_chunk, solve_keyframes
 from tasks.config import IngestConfig, PoseConfig
@@ -97,6 +96,11 @@ def bridge(c2w: np.ndarray, ok: np.ndarray) -> np.ndarray:
     return out
 
 
+def turn_deg(R: np.ndarray) -> np.ndarray:
+    """Rotation angle in degrees of rotation matrices (..., 3, 3)."""
+    return np.degrees(np.arccos(np.clip((np.trace(R, axis1=-2, axis2=-1) - 1) / 2, -1.0, 1.0)))
+
+
 def step_rotation_deg(c2w: np.ndarray, ok: np.ndarray) -> float:
     """Largest camera rotation (degrees) between consecutive stored frames that were both registered;
     NaN when no two consecutive frames were (rotation across a gap says little: the camera may turn back)."""
@@ -104,7 +108,7 @@ def step_rotation_deg(c2w: np.ndarray, ok: np.ndarray) -> float:
     if not len(pair):
         return float("nan")
     rel = np.swapaxes(c2w[pair, :3, :3], 1, 2) @ c2w[pair + 1, :3, :3]
-    return float(np.degrees(Rotation.from_matrix(rel).magnitude()).max())
+    return float(turn_deg(rel).max())
 
 
 @dataclass(frozen=True)
@@ -214,7 +218,7 @@ def estimate_camera_poses(
 
     def reg_far(ref: int, cur: int, init: np.ndarray) -> Registration:
         """Registration between keyframes, skipped when the guess says the camera turned too far for it."""
-        if np.degrees(np.arccos(np.clip((np.trace(init[:3, :3]) - 1) / 2, -1, 1))) > cfg.max_register_deg:
+        if turn_deg(init[:3, :3]) > cfg.max_register_deg:
             return FAILED
         return reg(ref, cur, init)
 
