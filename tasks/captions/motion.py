@@ -9,7 +9,6 @@ the demonstration's actions (Meta-World: last action dim, +1 closes, -1 opens).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
@@ -53,19 +52,12 @@ class ChunkMotion:
 
 
 def load_actions(ep: Episode) -> np.ndarray | None:
-    """The episode's actions (its demonstration's, else actions.npy beside it) aligned to stored frames (T, D), or
-    None when absent. The last column is read as the gripper command (Meta-World's, and most LeRobot arms')."""
-    path = Path(ep.source.uri) / "actions.npy"
-    if ep.frame_index is None:
+    """The episode's actions (its demonstration, read by decode from actions.npy or LeRobot's action column) at the
+    stored frames (T, D), or None without one. The last column is read as the gripper command (Meta-World's, and
+    most LeRobot arms')."""
+    if ep.frame_index is None or ep.demo is None or not ep.demo.actions.shape[1] or not len(ep.demo.actions):
         return None
-    if ep.demo is not None and ep.demo.actions.shape[1]:
-        actions = ep.demo.actions
-    elif path.is_file():
-        actions = np.load(path)
-    else:
-        return None
-    if actions.ndim != 2 or len(actions) == 0:
-        return None
+    actions = ep.demo.actions
     return actions[np.clip(ep.frame_index, 0, len(actions) - 1)].astype(np.float64)
 
 

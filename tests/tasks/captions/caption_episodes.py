@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from tasks.types import Episode, EpisodeSource
+from tasks.types import Episode, EpisodeDemo, EpisodeSource
 
 T, H, W = 160, 96, 128
 K = np.array([[100.0, 0, 64], [0, 100.0, 48], [0, 0, 1]])
@@ -34,7 +34,7 @@ def make_episode(tmp_path, camera_shake: float = 0.0, n_background: int = 0, wit
     N = len(xyz)
     actions = np.zeros((T, 4), np.float32)
     actions[:, -1] = np.where(np.arange(T) < 55, -1.0, 1.0)  # gripper closes at frame 55
-    np.save(tmp_path / "actions.npy", actions)
+    demo = EpisodeDemo(np.zeros((T, 0), np.float32), actions, np.arange(T) / 10.0, 10.0)  # what decode reads
     return Episode(
         source=EpisodeSource(uri=str(tmp_path), episode_id="ep-known", preset="sim"),
         frames=np.zeros((T, H, W, 3), np.uint8),
@@ -50,4 +50,5 @@ def make_episode(tmp_path, camera_shake: float = 0.0, n_background: int = 0, wit
         visible=np.ones((N, T), bool),
         tracks_xyz=xyz if with_poses else None,
         is_moving=np.array([True] * 20 + [False] * n_background),
+        demo=demo,
     )

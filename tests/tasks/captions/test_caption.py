@@ -13,7 +13,7 @@ from tasks.captions.caption import caption
 from tasks.config import CaptionConfig, IngestConfig, RetargetConfig
 from tasks.extract.rows import sample_rows
 from tasks.captions.segment import segment_episode
-from tasks.types import EpisodeDemo, Samples
+from tasks.types import Samples
 from tests.tasks.captions.caption_episodes import T, make_episode, object_path
 
 def test_chunks_cut_between_the_known_motion_bursts(tmp_path):
@@ -49,13 +49,11 @@ def test_template_states_entity_direction_distance_and_gripper(tmp_path):
     assert all(c.embodiment == "robot_gripper" for c in ep.captions.items)
 
 
-def test_the_gripper_is_read_from_the_demonstration_when_no_actions_file_is_beside(tmp_path):
-    ep = make_episode(tmp_path)
-    actions = np.load(tmp_path / "actions.npy")
-    (tmp_path / "actions.npy").unlink()  # a LeRobot episode: its actions come with the demonstration only
-    assert not any("closes" in c.instruction_1 for c in caption(ep, IngestConfig(preset="sim").captions).captions.items)
-    demo = EpisodeDemo(np.zeros((T, 0), np.float32), actions, np.arange(T) / 10.0, 10.0, source_index=0)
-    motion = caption(ep.replace(demo=demo), IngestConfig(preset="sim").captions).captions.level("motion")
+def test_the_gripper_is_read_from_the_demonstration(tmp_path):
+    ep = make_episode(tmp_path)  # its actions come with the demonstration, as decode reads sim and LeRobot ones
+    no_demo = caption(ep.replace(demo=None), IngestConfig(preset="sim").captions)
+    assert not any("closes" in c.instruction_1 for c in no_demo.captions.items)
+    motion = caption(ep, IngestConfig(preset="sim").captions).captions.level("motion")
     assert [c for c in motion if c.start_frame < 55 <= c.end_frame - 7 and "closes" in c.instruction_1]
 
 
