@@ -93,21 +93,17 @@ def main() -> None:
     corpus = Path(tempfile.mkdtemp(prefix="mu0-acc-"))
     generate_corpus(corpus, len(TASKS), TASKS, camera=args.camera, max_steps=args.max_steps, seed=args.seed)
     cfg = get_preset("sim")
-    t = Table(title=f"track accuracy vs ground truth ({args.camera} camera, seeds {args.seed}..{args.seed + 4})")
     header = ["episode", "frames", "patch coverage"] + [c[0] for c in COLUMNS]
-    for h in header:
-        t.add_column(h, justify="right")
-    md = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    rows = []
     for src in discover(str(corpus), cfg):
         ep, score = grade_episode(src, cfg)
         s = score.as_dict()
         cov = track_coverage(ep.tracks_uv, ep.visible, *ep.image_size, cfg.filter.coverage_grid)
-        row = [Path(src.uri).name, str(ep.n_frames), f"{cov:.2f}"] + [f.format(s[k]) for _, k, f in COLUMNS]
-        t.add_row(*row)
-        md.append("| " + " | ".join(row) + " |")
-    Console().print(t)
+        rows.append([Path(src.uri).name, str(ep.n_frames), f"{cov:.2f}"] + [f.format(s[k]) for _, k, f in COLUMNS])
+    Console().print(_table(f"track accuracy vs ground truth ({args.camera} camera, seeds {args.seed}..{args.seed + 4})",
+                           header, rows))
     if args.md:
-        args.md.write_text("\n".join(md) + "\n")
+        args.md.write_text("\n".join(_markdown(header, rows)) + "\n")
 
 
 # ---------------------------------------------------------------------------------------------------- sweep
