@@ -95,6 +95,7 @@ def test_a_depth_map_video_is_read_from_its_own_slice(tmp_path):
     pq.write_table(episodes, root / EPISODES_FILE)
     eps = decoded(root, {"lerobot.depth_scale": 0.01})  # 1 cm per grey level
     start = np.cumsum((0, *LENGTHS))
+    assert len(eps) == len(LENGTHS)  # an empty discovery must not pass
     for e, ep in enumerate(eps):
         assert ep.meta["depth_feature"] == VIDEO_KEY and ep.depth.shape == (LENGTHS[e], H, W)
         want = (100 + 2 * (start[e] + np.arange(LENGTHS[e]))) * 0.01
