@@ -22,6 +22,8 @@ def finetune_cli(
     steps: int = typer.Option(300, min=1, help="total optimiser steps (a resumed run continues to this)"),
     batch_size: int = typer.Option(8, min=1),
     lr: float = typer.Option(1e-4, min=0.0, help="AdamW peak learning rate (warm-up then cosine)"),
+    ema_decay: Optional[float] = typer.Option(None, help="checkpoints serve an EMA of the weights with this decay "
+                                               "(openpi: 0.99); default: the last step's weights"),
     traces: bool = typer.Option(True, "--traces/--no-traces", help="--no-traces: the 'VLM + action expert' ablation"),
     checkpoint_every: int = typer.Option(100, min=1),
     log_every: int = typer.Option(10, min=1),
@@ -52,7 +54,7 @@ def finetune_cli(
             raise typer.BadParameter(str(exc), param_hint="--mu0") from None
     try:
         cfg = FinetuneConfig(mu0_checkpoint=str(mu0 or ""), out_dir=str(out), preset=preset, tasks=tasks, demos_per_task=demos_per_task,
-                             steps=steps, batch_size=batch_size, lr=lr, use_traces=traces, checkpoint_every=checkpoint_every,
+                             steps=steps, batch_size=batch_size, lr=lr, ema_decay=ema_decay, use_traces=traces, checkpoint_every=checkpoint_every,
                              log_every=log_every, seed=seed, resume=resume, device=device)
     except ValidationError as exc:
         raise typer.BadParameter("; ".join(e["msg"] for e in exc.errors())) from None

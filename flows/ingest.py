@@ -60,6 +60,9 @@ NEXT_STEPS: list[tuple[str, str, str]] = [
      "the full resolution (--set decode.max_width=null); lowering filter.min_track_coverage would keep untracked video"),
     ("no trackable points", "textureless video",
      "give depth and cameras (--depth given --pose given) or keep the full resolution (--set decode.max_width=null)"),
+    ("depth disagrees with the image motion", "depth inconsistent",
+     "use a metric depth checkpoint that fits the scene (--depth-model ...-Indoor- or -Outdoor-) or give depth "
+     "(--depth given); --set track.depth_jump_m=0.05 loosens the tracker's 3D check"),
     ("tracks were lost", "tracks lost",
      "keep more frames (--set decode.target_fps=... higher, or null for every frame) so points move less between "
      "them; --set keypoints.reseed_every=5 re-seeds emptied cells sooner"),

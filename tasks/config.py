@@ -134,6 +134,7 @@ class DinoConfig(_Frozen):
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="auto, cpu or cuda (bf16 on CUDA)")
     input_size: int = Field(224, ge=14, description="frames are resized to this square; 224 gives a 16×16 patch grid")
     batch_size: int = Field(8, ge=1, description="frames per DINOv2 forward pass")
+    gpus: float = Field(0.0, ge=0, description="GPUs each DINOv2 actor reserves on Ray (fractions share a GPU)")
     every_k: int = Field(5, ge=1, description="one frame in every k is clustered and can be a query frame")
     merge_rounds: int = Field(11, ge=0, description="ToMe bipartite merging rounds per frame")
     merge_ratio: float = Field(0.25, gt=0, le=0.5, description="fraction of the tokens folded away per round")
@@ -162,7 +163,9 @@ class KeypointConfig(_Frozen):
     feature_quality: float = Field(0.01, gt=0, lt=1)
     feature_min_distance_px: float = Field(5.0, gt=0)
     min_corner_eig: float = Field(5e-5, ge=0, description="grid points need this much texture (cv2.cornerMinEigenVal)")
-    reseed_every: int = Field(10, ge=1, description="every this many frames, seed new points where no track is visible")
+    reseed_every: int = Field(
+        10, ge=1, description="every this many frames (and at the last frame), seed new points where no track is visible"
+    )
     max_points: int = Field(2000, ge=1, description="cap on tracks per episode")
     dino: DinoConfig = DinoConfig()
 
@@ -198,6 +201,11 @@ class TrackConfig(_Frozen):
     depth_jump_m: float = Field(0.02, gt=0, description="depth change vs the track's own 3D prediction that ends visibility")
     max_gap_frames: int = Field(30, ge=0, description="a lost track may be re-acquired within this many frames")
     reacquire_depth_m: float = Field(0.005, gt=0, description="a carried point is seen again when observed depth agrees this well")
+    estimated_pose_slack_m: float = Field(
+        0.0, ge=0, description="with estimated camera poses, a flat point (followed only as a static world point) "
+        "is seen where the surface is within reacquire_depth_m plus this of it (the poses' own error moves it a few "
+        "mm). 0.005 lifts orbit coverage ~0.02 but raises moving p90 ~0.2 cm (BENCHMARKS.md), hence off"
+    )
     reacquire_ncc: float = Field(0.5, ge=-1, le=1, description="and when it looks like it did (NCC vs the last visible patch)")
     rigid_tol_m: float = Field(0.01, ge=0, description="a step disagreeing this much with its neighbours' rigid motion is not trusted (0: off)")
     flat_motion_m: float = Field(0.01, gt=0, description="textured tracks moving more than this make nearby flat points suspect")
@@ -207,6 +215,14 @@ class TrackConfig(_Frozen):
     )
     min_visible_frames: int = Field(10, ge=1, description="tracks seen in fewer frames (query included) are dropped: too short to be a trace")
     min_texture: float = Field(1e-4, ge=0, description="LK minEigThreshold: steps on flat texture are not trusted")
+    chunk_frames: int = Field(
+        360, ge=2, description="progressive tracking: frames in memory at once (the published 360); every track walks "
+        "on into the next chunk from its last 3D world position, new queries go only where no visible track is"
+    )
+    chunk_overlap: int = Field(
+        60, ge=1, description="frames a chunk shares with the one before: a query seeded in a chunk is tracked "
+        "backwards at least this far (must be below chunk_frames)"
+    )
 
 
 class LiftConfig(_Frozen):
@@ -272,7 +288,7 @@ class IngestConfig(_Frozen):
         """
         exclude = {
             "corpus": True, "lerobot": True, "depth": {"device", "batch_size", "gpus"}, "captions": {"gpus"},
-            "track": {"device", "gpus"}, "keypoints": {"dino": {"device", "batch_size"}},
+            "track": {"device", "gpus"}, "keypoints": {"dino": {"device", "batch_size", "gpus"}},
         }
         return self.model_dump_json(exclude=exclude)
 

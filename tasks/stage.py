@@ -2,9 +2,10 @@
 
 A stage reads its own slice of the `IngestConfig` (`settings`), may check a source before anything
 is decoded (`precheck`: cheap refusals such as "a plain video has no given depth"), loads its
-models once per worker (`warm`), says what a worker must reserve for it (`resources`), and turns
-an `Episode` into a fuller one (`run`). Runners derive warm-up and GPU needs from the list of
-stages, so a new backend declares its needs where it is implemented, not in the runners.
+models once per worker (`warm`), says what a worker must reserve for it (`resources`) and whether
+it runs a model (`uses_model`), and turns an `Episode` into a fuller one (`run`). Runners derive
+warm-up, GPU needs and model actor pools from the list of stages, so a new backend declares its
+needs where it is implemented, not in the runners.
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ Settings = TypeVar("Settings")
 
 @dataclass(frozen=True)
 class Resources:
-    """What one episode's worker reserves for a stage (Ray `num_cpus` / `num_gpus`; fractions allowed)."""
+    """What a worker reserves for a stage (Ray `num_cpus` / `num_gpus`; fractions allowed): an episode's task,
+    or, for a stage that `uses_model`, each actor of its model pool on Ray (tasks/run/model_pools.py)."""
 
     cpus: float = 1.0
     gpus: float = 0.0
@@ -44,6 +46,15 @@ class Stage(ABC, Generic[Settings]):
 
     def resources(self, settings: Settings) -> Resources:
         return Resources()
+
+    @classmethod
+    def gpu_setting(cls) -> str:
+        """The `--set` key of the GPUs `resources` reserves, for refusals that tell the user what to change."""
+        return f"{cls.name}.gpus"
+
+    def uses_model(self, settings: Settings) -> bool:
+        """Whether `run` needs a loaded model: the Ray runner then runs it on that model's actor pool."""
+        return False
 
     @abstractmethod
     def run(self, ep: Episode, settings: Settings) -> Episode:

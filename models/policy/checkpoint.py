@@ -2,7 +2,8 @@
 
     config.json              PolicyConfig or Pi0BaselineConfig, told apart by `kind` (the policy is rebuilt from it)
     policy.safetensors       μ0 policy: mixer, projections and decoder (μ0 is referenced by the run, not copied);
-                             π0 baseline: the whole model
+                             π0 baseline: the whole model. With an EMA, its averaged weights (what rollouts use)
+    training_weights.safetensors  with an EMA only: the optimiser's own weights, for resume
     optimizer.safetensors    optimizer state (+ optimizer.json param groups), for resume
     trainer_state.json       {"step": ...}
     <extra files>            whatever the caller adds (normalisation stats, run settings)
@@ -20,11 +21,13 @@ from safetensors.torch import save_file
 from models.checkpoint import read_step
 from models.loading import load_weights
 from models.policy.config import PolicyConfig
+from models.policy.ema import WeightEMA
 from models.policy.pi0_baseline import Pi0Baseline
 from models.policy.pi0_config import Pi0BaselineConfig
 from models.policy.policy import Mu0Policy
 
 AnyPolicy = Mu0Policy | Pi0Baseline
+TRAINING_WEIGHTS = "training_weights.safetensors"
 
 
 def _cpu(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -32,13 +35,16 @@ def _cpu(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
 
 
 def save_policy(policy: AnyPolicy, out_dir: str | Path, step: int, optimizer: torch.optim.Optimizer | None = None,
-                extra: dict[str, str] | None = None) -> Path:
+                extra: dict[str, str] | None = None, ema: WeightEMA | None = None) -> Path:
     """Write checkpoint `out_dir` (replaced if present) with `extra` {file name: text}; returns it."""
     out = Path(out_dir)
     tmp = out.with_name(out.name + ".staging")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    save_file(_cpu(policy.trainable_state_dict()), tmp / "policy.safetensors")
+    weights = policy.trainable_state_dict()
+    save_file(_cpu(ema.averaged(weights) if ema else weights), tmp / "policy.safetensors")
+    if ema is not None:
+        save_file(_cpu(weights), tmp / TRAINING_WEIGHTS)
     (tmp / "config.json").write_text(policy.cfg.model_dump_json(indent=2))
     (tmp / "trainer_state.json").write_text(json.dumps({"step": int(step)}))
     if optimizer is not None:
@@ -63,9 +69,9 @@ def read_policy_config(ckpt_dir: str | Path) -> PolicyConfig | Pi0BaselineConfig
     return (Pi0BaselineConfig if data.get("kind") == "pi0" else PolicyConfig).model_validate(data)
 
 
-def load_policy_weights(policy: AnyPolicy, ckpt_dir: str | Path) -> int:
-    """Load policy.safetensors into `policy` (strict on everything but μ0); returns the step."""
-    missing, unexpected = policy.load_state_dict(load_weights(Path(ckpt_dir) / "policy.safetensors"), strict=False)
+def load_policy_weights(policy: AnyPolicy, ckpt_dir: str | Path, file: str = "policy.safetensors") -> int:
+    """Load `file` (the served weights; TRAINING_WEIGHTS to resume) into `policy`, strict but for μ0; returns the step."""
+    missing, unexpected = policy.load_state_dict(load_weights(Path(ckpt_dir) / file), strict=False)
     missing = [k for k in missing if not k.startswith("mu0.")]
     if missing or unexpected:
         raise ValueError(f"{ckpt_dir}: checkpoint does not match its config (missing {missing[:5]}, unexpected {unexpected[:5]})")

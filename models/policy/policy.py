@@ -39,7 +39,6 @@ class Mu0Policy(nn.Module):
         self.register_buffer("grid_uv", grid_uv(cfg.grid), persistent=False)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(cfg.seed)
-            self.mixer = GatedMotionMixer(vlm_dim, trace_dim, cfg.mixer_heads) if cfg.use_traces else None
             self.vlm_proj = _projection(vlm_dim, cfg.width)
             self.text_proj = _projection(vlm_dim, cfg.width)
             self.state_proj = _projection(cfg.state_dim, cfg.width) if cfg.state_dim else None
@@ -47,6 +46,9 @@ class Mu0Policy(nn.Module):
                 self.wrist_proj = _projection(cfg.wrist_dim, cfg.width)
                 self.wrist_pos = nn.Parameter(torch.randn(cfg.wrist_tokens, cfg.width) * 0.02)
             self.decoder = ActionDecoder(cfg)
+            # Last, so that with and without traces every other module starts from the same weights: the
+            # ablation (`use_traces=False`) then differs from the policy by the mixer alone, not by its seed.
+            self.mixer = GatedMotionMixer(vlm_dim, trace_dim, cfg.mixer_heads) if cfg.use_traces else None
 
     def train(self, mode: bool = True):
         super().train(mode)

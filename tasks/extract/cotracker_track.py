@@ -1,15 +1,21 @@
-"""Stage 3 (CoTracker3 backend): track stage 2's seeds with CoTracker3, checked against depth.
+"""Stage 3 (CoTracker3 backend): track stage 2's seeds with CoTracker3, checked against depth, chunk by chunk.
 
-Queries are per-keypoint (t, x, y): with the dino keypoint backend every seed is queried from its
-own frame. With the classical one, frame 0's seeds are tracked first; then at every `reseed_every`
-frame `propose` seeds new points in grid cells no visible first-pass track covers, and those are
-tracked in one second pass (two CoTracker passes instead of the LK path's one per re-seed frame, so
-a cell uncovered at several re-seed frames may be seeded at each of them; `max_points` caps all).
+The video is read `track.chunk_frames` at a time, consecutive chunks sharing `chunk_overlap` frames
+(tasks/extract/chunks.py; one chunk when the episode is no longer). In each chunk:
+- every existing track is handed on at its last visible frame in the overlap and tracked forwards through the
+  chunk's new frames, in its own row (stable ids). Its query there is its last visible pixel, which is its last
+  3D world position projected through that frame's camera (lift and projection invert each other). A track
+  unseen throughout the overlap ends: a 2D tracker cannot be queried at a hidden point.
+- new queries: with the dino keypoint backend, the seeds whose own frame falls in the chunk's new frames (in
+  later chunks only those on cells no visible track covers at that frame); with the classical one, frame 0's
+  seeds in the first chunk, then at every `reseed_every` frame `propose` seeds new points in grid cells no
+  visible track covers, tracked in one more pass (so a cell uncovered at several re-seed frames of a chunk may
+  be seeded at each of them; `max_points` caps all queries).
 
-Every query is tracked forwards and, on the time-reversed video, backwards. The offline model sees
+Every new query is tracked forwards and, on the time-reversed chunk, backwards. The offline model sees
 windows of `window` frames that share `overlap` frames; a track is handed on to the next window at
 its last visible frame inside the overlap (a track unseen throughout an overlap ends there). The
-online model streams its own 16-frame window. Either way memory is bounded by the window.
+online model streams its own 16-frame window. Either way memory is bounded by the window and the chunk.
 
 CoTracker's visibility is kept and combined with the classical tracker's 3D check: walking away from
 the query frame, a visible step must lift (on the edge-filtered depth) to within `depth_jump_m` of
@@ -27,8 +33,10 @@ import torch
 
 from models.cotracker import CoTracker, load_cotracker
 from tasks.errors import ConfigurationError
+from tasks.extract.chunks import EpisodeFrames, Window, chunk_spans
 from tasks.extract.keypoints import propose, uncovered_mask
 from tasks.extract.lift import lift_tracks
+from tasks.extract.progressive import check_chunks, in_mask
 from tasks.types import Episode
 
 
@@ -39,49 +47,111 @@ def load(tcfg) -> CoTracker:
     return load_cotracker(tcfg.cotracker_repo, tcfg.cotracker_model, tcfg.weights, tcfg.device)
 
 
+class _Rows:
+    """The tracks so far, one row each for the whole video: query frame and pixel, entity, uv (n,T,2), vis (n,T)."""
+
+    def __init__(self, T: int):
+        self.T, self.qf, self.quv, self.ent, self.uv, self.vis = T, [], [], [], [], []
+
+    @property
+    def n(self) -> int:
+        return sum(len(q) for q in self.qf)
+
+    def add(self, lo: int, qf, quv, ent, uv, vis) -> None:
+        """New tracks, with uv/vis (n,L,...) over the chunk frames [lo, lo+L)."""
+        full_uv = np.full((len(qf), self.T, 2), np.nan, np.float32)
+        full_vis = np.zeros((len(qf), self.T), bool)
+        full_uv[:, lo : lo + uv.shape[1]], full_vis[:, lo : lo + uv.shape[1]] = uv, vis
+        self.qf.append(np.asarray(qf, np.int64))
+        self.quv.append(np.asarray(quv, np.float32))
+        self.ent.append(np.asarray(ent, np.int32))
+        self.uv.append(full_uv)
+        self.vis.append(full_vis)
+
+    def seen_at(self, t: int) -> np.ndarray:
+        """Pixels (m,2) of the tracks visible at frame t."""
+        return np.concatenate([u[v[:, t], t] for u, v in zip(self.uv, self.vis)]) if self.uv else np.zeros((0, 2))
+
+    def hand_on(self, lo: int, new: int):
+        """Each track seen in frames [lo, new): (batch, row, last frame seen there, its pixel)."""
+        out = []
+        for b, (u, v) in enumerate(zip(self.uv, self.vis)):
+            seen = v[:, lo:new]
+            r = np.flatnonzero(seen.any(1))
+            h = lo + seen.shape[1] - 1 - np.argmax(seen[r, ::-1], axis=1)
+            out += [(b, int(i), int(t), u[i, t]) for i, t in zip(r, h)]
+        return out
+
+    def done(self):
+        cat = np.concatenate
+        return cat(self.qf), cat(self.quv), cat(self.ent), cat(self.uv), cat(self.vis)
+
+
 def track_cotracker(ep: Episode, s) -> Episode:
     """query_frame, query_uv, tracks_uv (N,T,2), visible (N,T), cluster_id from the seeds (s: track.TrackSettings)."""
     kcfg, tcfg = s.keypoints, s.track
     model = load(tcfg)
+    check_chunks(tcfg)
+    T = ep.n_frames
     W, H = ep.image_size
-    depth = ep.clean_depth
-    video = torch.from_numpy(ep.frames).permute(0, 3, 1, 2)  # (T,3,H,W) uint8, moved per window
-    if ep.seed_frame is not None:  # dino: every seed from its own frame, with its entity
-        qf, quv, ent = ep.seed_frame.astype(np.int64), ep.seed_uv, ep.seed_entity
-        order = np.argsort(qf, kind="stable")[: kcfg.max_points]
-        uv, vis = track_points(model, video, qf[order], quv[order], depth, ep.K, ep.w2c, tcfg)
-        qf, quv, ent = qf[order], quv[order], ent[order]
-    else:
-        quv = ep.seed_uv[: kcfg.max_points]
-        qf = np.zeros(len(quv), np.int64)
-        uv, vis = track_points(model, video, qf, quv, depth, ep.K, ep.w2c, tcfg)
-        new_f, new_uv = _reseed(ep.gray, depth, uv, vis, kcfg, tcfg, s.coverage_grid, kcfg.max_points - len(quv), W, H)
+    src, rows = EpisodeFrames(ep, rgb=True), _Rows(T)
+    seeded = ep.seed_frame is not None
+    if seeded:  # dino: every seed from its own frame, with its entity
+        order = np.argsort(ep.seed_frame, kind="stable")[: kcfg.max_points]
+        sq, suv, sent = ep.seed_frame[order].astype(np.int64), ep.seed_uv[order], ep.seed_entity[order]
+    for k, c in enumerate(chunk_spans(T, min(tcfg.chunk_frames, T), min(tcfg.chunk_overlap, T - 1))):
+        win = src.window(c.lo, c.hi)
+        video = torch.from_numpy(win.frames(c.lo, c.hi)).permute(0, 3, 1, 2)  # (L,3,H,W) uint8, moved per window
+
+        def run(qf, quv, backward=True):
+            return track_points(model, video, qf - c.lo, quv, win.depth_, win.K, win.w2c_, tcfg, backward)
+
+        handed = rows.hand_on(c.lo, c.new) if k else []
+        if handed:  # every track seen in the overlap walks on through the chunk's new frames, in its own row
+            b, i, h, uv_h = (np.array(x) for x in zip(*handed))
+            uv, vis = run(h, uv_h.astype(np.float32), backward=False)
+            for j in range(len(b)):
+                rows.uv[b[j]][i[j], c.new : c.hi] = uv[j, c.new - c.lo :]
+                rows.vis[b[j]][i[j], c.new : c.hi] = vis[j, c.new - c.lo :]
+        if seeded:
+            m = np.flatnonzero((sq >= c.new) & (sq < c.hi))
+            if k:  # later chunks: new seeds only where no visible track is
+                free = {q: uncovered_mask(rows.seen_at(q), W, H, s.coverage_grid) for q in np.unique(sq[m])}
+                m = m[np.array([in_mask(suv[i : i + 1], free[sq[i]])[0] for i in m], bool)]
+            if len(m):
+                rows.add(c.lo, sq[m], suv[m], sent[m], *run(sq[m], suv[m]))
+            continue
+        if k == 0:
+            quv = ep.seed_uv[: kcfg.max_points]
+            rows.add(c.lo, np.zeros(len(quv), np.int64), quv, np.full(len(quv), -1), *run(np.zeros(len(quv), int), quv))
+        new_f, new_uv = _reseed(win, rows, c, kcfg, tcfg, s.coverage_grid, kcfg.max_points - rows.n, W, H)
         if len(new_uv):
-            uv2, vis2 = track_points(model, video, new_f, new_uv, depth, ep.K, ep.w2c, tcfg)
-            qf, quv = np.concatenate([qf, new_f]), np.concatenate([quv, new_uv])
-            uv, vis = np.concatenate([uv, uv2]), np.concatenate([vis, vis2])
-        ent = np.full(len(qf), -1, np.int32)
+            rows.add(c.lo, new_f, new_uv, np.full(len(new_f), -1), *run(new_f, new_uv))
+    qf, quv, ent, uv, vis = rows.done()
     kept = vis.sum(1) >= tcfg.min_visible_frames
     if not kept.any():
         raise ValueError("no trackable points: no CoTracker track stays visible (and depth-consistent) long enough")
     return ep.replace(
         gray=None, seed_uv=None, seed_flat=None, seed_frame=None, seed_entity=None,
         query_frame=qf[kept].astype(np.int32),
-        query_uv=np.asarray(quv, np.float32)[kept],
+        query_uv=quv[kept],
         tracks_uv=uv[kept],
         visible=vis[kept],
-        cluster_id=np.asarray(ent, np.int32)[kept],
+        cluster_id=ent[kept],
     )
 
 
-def _reseed(gray, depth, uv, vis, kcfg, tcfg, grid, budget, W, H):
-    """New queries at every `reseed_every` frame, in cells no visible first-pass track covers."""
+def _reseed(win: Window, rows: _Rows, c, kcfg, tcfg, grid, budget, W, H):
+    """New queries at every `reseed_every` frame among the chunk's new frames, in cells no visible track covers."""
     frames, points = [], []
-    for q in range(kcfg.reseed_every, len(gray), kcfg.reseed_every):
+    for q in range(kcfg.reseed_every, c.hi, kcfg.reseed_every):
+        if q < c.new:
+            continue
         if budget <= 0:
             break
-        free = uncovered_mask(uv[vis[:, q], q], W, H, grid)
-        new, _ = propose(gray[q], kcfg, tcfg.window_px, np.isfinite(depth[q]) & free, limit=budget)
+        free = uncovered_mask(rows.seen_at(q), W, H, grid)
+        new, _ = propose(win.gray(q), kcfg, tcfg.window_px, np.isfinite(win.depth(q)) & free, limit=budget)
+        new = new[in_mask(new, free)]  # a corner's sub-pixel refinement may step into a covered cell
         frames.append(np.full(len(new), q, np.int64))
         points.append(new)
         budget -= len(new)
@@ -90,10 +160,10 @@ def _reseed(gray, depth, uv, vis, kcfg, tcfg, grid, budget, W, H):
     return np.concatenate(frames), np.concatenate(points).astype(np.float32)
 
 
-def track_points(model: CoTracker, video, qf, quv, depth, K, w2c, tcfg):
+def track_points(model: CoTracker, video, qf, quv, depth, K, w2c, tcfg, backward: bool = True):
     """Queries (t, x, y) = (qf (n,), quv (n,2)) through video (T,3,H,W): (uv (n,T,2) float32, visible (n,T)).
 
-    Forward from each query frame and backward on the reversed video; CoTracker's visibility is then
+    Forward from each query frame and (`backward`) backward on the reversed video; CoTracker's visibility is then
     narrowed by the 3D check (`depth_consistent`); uv is NaN where not visible, except at the query frame,
     which holds the query pixel (visible where its depth is known).
     """
@@ -107,7 +177,7 @@ def track_points(model: CoTracker, video, qf, quv, depth, K, w2c, tcfg):
         fu, fv = _one_way(model, video, qf, quv, tcfg)
         after = np.arange(T)[None] >= qf[:, None]
         uv[after], vis[after] = fu[after], fv[after]
-    if (qf > 0).any():
+    if backward and (qf > 0).any():
         bu, bv = _one_way(model, video.flip(0), T - 1 - qf, quv, tcfg)
         before = np.arange(T)[None] < qf[:, None]
         uv[before], vis[before] = bu[:, ::-1][before], bv[:, ::-1][before]

@@ -133,5 +133,8 @@ class Depth(Stage[DepthConfig]):
     def resources(self, settings: DepthConfig) -> Resources:
         return Resources(gpus=settings.gpus)
 
+    def uses_model(self, settings: DepthConfig) -> bool:
+        return settings.backend == "depth-anything"
+
     def run(self, ep: Episode, settings: DepthConfig) -> Episode:
         return estimate_depth(ep, settings)

@@ -14,7 +14,7 @@ import numpy as np
 
 from tasks.config import IngestConfig, KeypointConfig, LiftConfig
 from tasks.extract.lift import clean_depth
-from tasks.stage import Stage
+from tasks.stage import Resources, Stage
 from tasks.types import Episode
 
 
@@ -120,6 +120,16 @@ class Keypoints(Stage[KeypointSettings]):
             from models.dino_patches import load_dinov2
 
             load_dinov2(settings.keypoints.dino.model, settings.keypoints.dino.device)
+
+    @classmethod
+    def gpu_setting(cls) -> str:
+        return "keypoints.dino.gpus"
+
+    def resources(self, settings: KeypointSettings) -> Resources:
+        return Resources(gpus=settings.keypoints.dino.gpus if settings.keypoints.backend == "dino" else 0.0)
+
+    def uses_model(self, settings: KeypointSettings) -> bool:
+        return settings.keypoints.backend == "dino"
 
     def run(self, ep: Episode, settings: KeypointSettings) -> Episode:
         return propose_keypoints(ep, settings)

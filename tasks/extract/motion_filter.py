@@ -12,7 +12,10 @@ from typing import NamedTuple
 import cv2
 import numpy as np
 
-from tasks.config import FilterConfig, IngestConfig
+from tasks.config import FilterConfig, IngestConfig, TrackConfig
+from tasks.extract.keypoints import texture_map
+from tasks.extract.lift import lift_points
+from tasks.extract.lk import lk_forward_backward
 from tasks.geometry import inside_image, project
 from tasks.stage import Stage
 from tasks.types import Episode
@@ -106,12 +109,15 @@ def occupied_cells(tracks_uv: np.ndarray, visible: np.ndarray, width: int, heigh
     return occupied
 
 
+MIN_FOLLOWED = 0.25  # share of probe points plain LK must follow for their 3D jumps to say anything about depth
+
+
 class TextureSettings(NamedTuple):
     """What stage 2 needs to place a point, so a rejection can say why cells stayed empty."""
 
     min_corner_eig: float = 5e-5  # keypoints.min_corner_eig: grid points below it are flat
-    window_px: int = 11  # track.window_px: texture is measured at the scale LK sees
     max_depth_m: float = 20.0  # lift.max_depth_m: farther depth is unknown
+    track: TrackConfig = TrackConfig()  # the tracker's LK (texture is measured at its window) and its 3D jump limit
 
 
 class EmptyCells(NamedTuple):
@@ -120,6 +126,7 @@ class EmptyCells(NamedTuple):
     no_depth: float  # most of the cell has unknown depth (sky, far plane, depth edges): nothing to lift
     flat: float  # depth known but > 90% of the cell below the texture threshold: too flat to place a point
     lost: float  # textured, with depth, yet empty: tracks were lost (fast motion, rotation, occlusion)
+    lk_jump_m: float = float("nan")  # median 3D jump of the steps plain LK follows (`lk_step_jump_m`); NaN: not measured
 
 
 def empty_cells(
@@ -135,7 +142,7 @@ def empty_cells(
     counts = np.zeros(3)
     for t in range(T):
         gray = cv2.cvtColor(np.ascontiguousarray(frames[t]), cv2.COLOR_RGB2GRAY)
-        eig = cv2.cornerMinEigenVal(gray, blockSize=max(3, tex.window_px | 1), ksize=3)
+        eig = texture_map(gray, tex.track.window_px)
         d = depth[t]
         known = np.isfinite(d) & (d > 0) & (d <= tex.max_depth_m)
         known_share = np.bincount(cell, known.ravel(), grid * grid) / size
@@ -149,7 +156,39 @@ def empty_cells(
     return EmptyCells(*(counts / max(1, T * grid * grid)).tolist())
 
 
-def coverage_cause(cells: EmptyCells, min_coverage: float) -> str:
+def lk_step_jump_m(frames: np.ndarray, depth: np.ndarray, K: np.ndarray, w2c: np.ndarray, tex: TextureSettings,
+                   step_px: int = 24) -> float:
+    """Median 3D jump (m) of textured grid points that plain forward-backward LK follows one frame on.
+
+    With depth that agrees between frames a followed static point barely moves in 3D (Meta-World, given depth:
+    0.13-0.16 cm); depth that flickers or has no consistent scale (a random model: 3-9 cm on real clips) makes the
+    tracker refuse the steps LK got right, which empties cells for a reason frame rate cannot fix. NaN when LK
+    follows fewer than MIN_FOLLOWED of them (independent noise frames: 8%; the real clips: 54-94%).
+    """
+    T, H, W = depth.shape
+    vv, uu = np.mgrid[step_px // 2 : H : step_px, step_px // 2 : W : step_px]
+    grid = np.stack([uu.ravel(), vv.ravel()], -1).astype(np.float32)
+    gray = [cv2.cvtColor(np.ascontiguousarray(f), cv2.COLOR_RGB2GRAY) for f in frames]
+    jumps, tried = [], 0
+    for t in range(T - 1):
+        eig = texture_map(gray[t], tex.track.window_px)
+        p0 = grid[eig[grid[:, 1].astype(int), grid[:, 0].astype(int)] >= tex.min_corner_eig]
+        if not len(p0):
+            continue
+        p1, ok, fb = lk_forward_backward(gray[t], gray[t + 1], p0, p0, tex.track)
+        ok &= fb < tex.track.fb_max_px
+        tried += len(ok)
+        a = lift_points(p0[ok], depth[t], K, w2c[t])
+        b = lift_points(p1[ok], depth[t + 1], K, w2c[t + 1])
+        j = np.linalg.norm(a - b, axis=1)
+        jumps.append(j[np.isfinite(j)])
+    j = np.concatenate(jumps) if jumps else np.zeros(0)
+    if len(j) < MIN_FOLLOWED * tried or not len(j):  # LK does not follow the image: the motion is the cause
+        return float("nan")
+    return float(np.median(j))
+
+
+def coverage_cause(cells: EmptyCells, min_coverage: float, depth_jump_m: float = 0.02) -> str:
     """One sentence naming what left the cells empty (the CLI's advice keys on its first words).
 
     Cells without depth can never hold a lifted track, so they are the cause only when they alone keep
@@ -163,6 +202,12 @@ def coverage_cause(cells: EmptyCells, min_coverage: float) -> str:
         cause = "much of the image has no usable depth (sky, far plane, beyond lift.max_depth_m)"
     elif cells.flat >= cells.lost:
         cause = "the video has little texture"
+    elif cells.lk_jump_m > depth_jump_m:
+        cause = (
+            f"the depth disagrees with the image motion: points LK follows from frame to frame jump "
+            f"{100 * cells.lk_jump_m:.1f} cm in 3D (median), more than track.depth_jump_m={depth_jump_m:g} m, so "
+            "the tracker drops them (predicted depth that flickers between frames, or has no consistent scale)"
+        )
     else:
         cause = "tracks were lost to fast motion, camera rotation or occlusion"
     return f"{cause} ({shares})"
@@ -181,8 +226,12 @@ def filter_tracks(ep: Episode, cfg: FilterConfig, texture: TextureSettings | Non
     if cov < cfg.min_track_coverage:
         g = cfg.coverage_grid
         if ep.frames is not None and ep.depth is not None and len(ep.frames) == ep.visible.shape[1]:
-            cells = empty_cells(ep.tracks_uv, ep.visible, ep.frames, ep.depth, g, texture or TextureSettings())
-            cause = coverage_cause(cells, cfg.min_track_coverage)
+            tex = texture or TextureSettings()
+            cells = empty_cells(ep.tracks_uv, ep.visible, ep.frames, ep.depth, g, tex)
+            if ep.K is not None and ep.w2c is not None and cells.lost > cells.flat:
+                depth = ep.clean_depth if ep.clean_depth is not None else ep.depth
+                cells = cells._replace(lk_jump_m=lk_step_jump_m(ep.frames, depth, ep.K, ep.w2c, tex))
+            cause = coverage_cause(cells, cfg.min_track_coverage, tex.track.depth_jump_m)
         else:
             cause = "usual causes are heavy camera rotation, fast motion or textureless video"
         msg = (
@@ -205,7 +254,7 @@ class MotionFilter(Stage[FilterSettings]):
     name = "filter"
 
     def settings(self, cfg: IngestConfig) -> FilterSettings:
-        tex = TextureSettings(cfg.keypoints.min_corner_eig, cfg.track.window_px, cfg.lift.max_depth_m)
+        tex = TextureSettings(cfg.keypoints.min_corner_eig, cfg.lift.max_depth_m, cfg.track)
         return FilterSettings(cfg.filter, tex)
 
     def run(self, ep: Episode, settings: FilterSettings) -> Episode:

@@ -14,6 +14,8 @@ The estimate follows docs/method.md#stage-1-depth-and-camera-poses, with RGB-D r
    one, giving local poses for every chunk frame with at most two registrations, no chaining;
 4. each chunk is fitted to its anchors (tasks/extract/anchoring.py): SE(3) with given depth, Sim(3) with
    predicted depth (the chunk's depth is rescaled by the fitted scale, so points and poses agree).
+   A keyframe the fit rejects as an outlier (its registration to the chunk's middle one disagrees with
+   the pose graph) is untied: its frames hang off its pose from the graph instead;
 5. bridging: a frame no registration reached gets its pose interpolated from the nearest registered
    frames (`bridge`); more than `max_lost_frac` of them fails the episode, naming the likely cause.
 Cost is linear in length: a bounded number of registrations per frame and per keyframe.
@@ -243,11 +245,6 @@ def estimate_camera_poses(
                 r = reg_far(int(kf[ref]), int(kf[a]), invert_rigid(kf_c2w[ref]) @ kf_c2w[a])
                 if r.ok:
                     local_kf[a] = r.T_ref_cur
-        local = np.tile(np.eye(4), (stop - first, 1, 1))
-        for t in range(first, stop):
-            a = int(np.searchsorted(kf, t, side="right") - 1)  # keyframe at or before t
-            base = local_kf.get(a, invert_rigid(kf_c2w[ref]) @ kf_c2w[a])  # untied keyframe: its global pose
-            local[t - first] = base if t == kf[a] else base @ rel[t]
         anchors = [a for a in sorted(local_kf) if kf_ok[a]] or [ref]
         fit = fit_chunk(
             np.stack([local_kf[a] for a in anchors]),
@@ -257,6 +254,14 @@ def estimate_camera_poses(
             min_residual_m=cfg.anchor_min_residual_m,
             min_baseline_m=cfg.min_scale_baseline_m,
         )
+        for a, inlier in zip(anchors, fit.inliers):
+            if not inlier and a != ref:  # its registration to the reference disagrees with the graph: untie it
+                del local_kf[a]
+        local = np.tile(np.eye(4), (stop - first, 1, 1))
+        for t in range(first, stop):
+            a = int(np.searchsorted(kf, t, side="right") - 1)  # keyframe at or before t
+            base = local_kf.get(a, invert_rigid(kf_c2w[ref]) @ kf_c2w[a])  # untied keyframe: its global pose
+            local[t - first] = base if t == kf[a] else base @ rel[t]
         c2w[first:stop] = fit.apply(local)
         if fit.scale_measured:
             scales.append(fit.scale)

@@ -114,6 +114,21 @@ def check_enough_frames(where: Path, n_src: int, src_fps: float, cfg: DecodeConf
     raise EpisodeInputError(f"{where}: {count}, but {'; '.join(causes)}; {need}")
 
 
+def cut_note(where: Path, n_src: int, index: list[int], stride: int, cfg: DecodeConfig) -> str | None:
+    """What `decode.max_frames` cut off, for the episode row (status stays "ok"); None when nothing was cut.
+
+    Downstream stages hold every stored frame in memory, so the cap stays; it is never silent.
+    """
+    stored = math.ceil(n_src / stride)
+    if stored <= cfg.max_frames:
+        return None
+    return (
+        f"{where.name}: cut at decode.max_frames={cfg.max_frames}: stored frames 0-{len(index) - 1} (source frames "
+        f"0-{index[-1]}) kept of {stored} ({n_src} source frames); the rest is not ingested "
+        f"(--set decode.max_frames={stored} keeps all)"
+    )
+
+
 def iso_truncation(path: Path, size: int) -> str | None:
     """Why an MP4/MOV file is cut short, from its top-level box sizes alone; None if whole or not ISO media.
 
@@ -312,6 +327,8 @@ def read_video(path: Path, cfg: DecodeConfig, min_frames: int = 1, window: tuple
     times, vfr = _timestamps(pts, time_base, index, path)
     if vfr:
         notes.append(vfr)
+    if cut := cut_note(path, n, index, stride, cfg):
+        notes.append(cut)
     return Video(
         frames=np.stack(frames),
         index=np.asarray(index, dtype=np.int32),
@@ -358,6 +375,7 @@ def read_frame_dir(path: Path, cfg: DecodeConfig, fps: float, min_frames: int = 
         if size != src_size:
             img = cv2.resize(img, size, interpolation=cv2.INTER_AREA)
         frames.append(cv2.cvtColor(img, cv2.COLOR_BGR2RGB))
+    cut = cut_note(path, len(files), keep, stride, cfg)
     return Video(
         frames=np.stack(frames),
         index=np.asarray(keep, dtype=np.int32),
@@ -365,4 +383,5 @@ def read_frame_dir(path: Path, cfg: DecodeConfig, fps: float, min_frames: int = 
         src_size=src_size,
         count=FrameCount(len(files), frozenset({len(files)})),
         src_fps=fps,
+        notes=(cut,) if cut else (),
     )

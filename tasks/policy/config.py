@@ -28,6 +28,9 @@ class FinetuneConfig(BaseModel):
     warmup_steps: int = Field(1000, ge=0, description="linear warm-up steps (capped at 10% of `steps`), then cosine")
     min_lr_ratio: float = Field(0.0, ge=0, le=1, description="the cosine ends at this fraction of lr")
     grad_clip: float = Field(1.0, gt=0, description="global gradient-norm clip")
+    ema_decay: float | None = Field(None, gt=0, lt=1, description="checkpoints serve an exponential moving average "
+                                    "of the weights with this decay (openpi: 0.99); None: the last step's weights")
+    frame_cache_gb: float = Field(2.0, gt=0, description="decoded training frames kept in memory at most (GiB, LRU)")
     tasks: list[str] | None = Field(None, description="keep episodes of these tasks only (episodes.task); None: all")
     demos_per_task: int | None = Field(None, ge=1, description="at most this many demonstrations per task (by episode id)")
     seed: int = Field(0, description="seed of data order, flow noise and the policy's initialisation")

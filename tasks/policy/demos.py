@@ -3,11 +3,13 @@
 Reads `storage.demonstrations.read_demonstrations` and the stored frame of each step from the `frames`
 table (steps whose frame ingest did not store are skipped). A chunk running past the episode's end is
 padded with the last action and masked out of the loss, so the policy learns to stop, not to guess.
-Frames are decoded once and kept resized (uint8), as every epoch revisits them.
+Decoded frames are kept resized (uint8), as every epoch revisits them, in a least-recently-used cache
+bounded in bytes: at policy-full's 512 px one frame is 0.79 MB, so a RoboCasa-sized run would not fit.
 """
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from typing import Any
 
 import numpy as np
@@ -58,7 +60,8 @@ def action_chunk(actions: np.ndarray, t: int, chunk: int) -> tuple[np.ndarray, n
 class DemoSteps(Dataset):
     """Every step with a stored frame, across the given demonstrations, as one normalised sample."""
 
-    def __init__(self, root: str, demos: dict[str, Demonstration], stats: NormStats, chunk: int, image_size: int) -> None:
+    def __init__(self, root: str, demos: dict[str, Demonstration], stats: NormStats, chunk: int, image_size: int,
+                 cache_bytes: int = 2 << 30) -> None:
         self.root, self.demos, self.stats = str(root), demos, stats
         self.chunk, self.image_size = chunk, image_size
         frames = open_table(root, "frames")
@@ -71,7 +74,8 @@ class DemoSteps(Dataset):
         if not self.items:
             raise ValueError(f"{root}: no demonstration step has a stored frame")
         self._frames = None
-        self._cache: dict[tuple[str, int], tuple[torch.Tensor, tuple[float, float]]] = {}
+        self._cache: OrderedDict[tuple[str, int], tuple[torch.Tensor, tuple[float, float]]] = OrderedDict()
+        self.cache_frames = max(1, cache_bytes // (3 * image_size * image_size))
 
     def __len__(self) -> int:
         return len(self.items)
@@ -84,6 +88,9 @@ class DemoSteps(Dataset):
             rgb = decode_jpeg(self._frames.take_blobs("jpeg", indices=[self._frame_rows[key]])[0].read())
             img = ((resize_with_pad(rgb, self.image_size) + 1) * 127.5).round().to(torch.uint8)
             self._cache[key] = (img, padded_uv_scale(rgb.shape[0], rgb.shape[1], self.image_size))
+            if len(self._cache) > self.cache_frames:
+                self._cache.popitem(last=False)
+        self._cache.move_to_end(key)
         img, scale = self._cache[key]
         return img.float() / 127.5 - 1, scale
 

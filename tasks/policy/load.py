@@ -1,6 +1,7 @@
 """Finding a μ0 checkpoint, and building a policy of either kind: fresh from its config or from a checkpoint.
 
-A μ0 policy checkpoint names the μ0 checkpoint it was trained on (run.json `mu0_checkpoint`, absolute),
+A μ0 policy checkpoint names the μ0 checkpoint it was trained on (run.json `mu0_checkpoint`, absolute,
+and `mu0_checkpoint_from_run`, relative to the run directory, so runs moved together still find it),
 so loading one rebuilds μ0 from there and the policy's own weights on top. A π0 baseline checkpoint
 (config `kind: "pi0"`) holds the whole model and needs no μ0.
 """
@@ -21,6 +22,7 @@ from models.policy.policy import Mu0Policy
 from tasks.policy.normalize import NormStats
 
 RUN_FILE = "run.json"
+MU0_FROM_RUN = "mu0_checkpoint_from_run"
 
 
 def resolve_mu0(path: str | Path) -> Path:
@@ -41,6 +43,17 @@ def read_policy_run(ckpt: str | Path) -> dict:
     return json.loads(path.read_text())
 
 
+def mu0_of_run(ckpt: str | Path, run: dict) -> str | None:
+    """The μ0 checkpoint a policy checkpoint was trained on: where it was, else where it is relative to the run
+    (a policy run and its μ0 moved or copied together); the recorded path when neither exists, so errors name it."""
+    recorded, relative = run.get("mu0_checkpoint"), run.get(MU0_FROM_RUN)
+    if recorded and not Path(recorded).exists() and relative:
+        moved = (Path(ckpt).resolve().parent / relative).resolve()
+        if moved.exists():
+            return str(moved)
+    return recorded
+
+
 def new_policy(cfg: PolicyConfig | Pi0BaselineConfig, mu0_checkpoint: str | Path | None) -> AnyPolicy:
     """A freshly initialised policy of `cfg`'s kind; a μ0 policy sits on `mu0_checkpoint` (the baseline ignores it)."""
     if isinstance(cfg, Pi0BaselineConfig):
@@ -55,7 +68,7 @@ def load_policy(ckpt: str | Path, device: str | torch.device = "cpu") -> tuple[A
     """(policy on `device`, its normalisation stats, its step) from a finetune checkpoint directory."""
     cfg = read_policy_config(ckpt)
     run = read_policy_run(ckpt)
-    policy = new_policy(cfg, run.get("mu0_checkpoint"))
+    policy = new_policy(cfg, mu0_of_run(ckpt, run))
     step = load_policy_weights(policy, ckpt)
     return policy.to(device), NormStats.load(ckpt), step
 
@@ -66,4 +79,4 @@ def check_policy_checkpoint(ckpt: str | Path) -> None:
     NormStats.load(ckpt)
     run = read_policy_run(ckpt)
     if cfg.kind == "mu0":
-        resolve_mu0(run["mu0_checkpoint"])
+        resolve_mu0(mu0_of_run(ckpt, run))

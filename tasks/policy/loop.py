@@ -3,7 +3,8 @@
 `<out>/step-<step:06d>/` holds models/policy/checkpoint.py's files plus `norm_stats.json` (the
 normalisation the weights were trained with) and `run.json` (dataset, absolute μ0 checkpoint, the
 FinetuneConfig, the episodes used). Resuming loads the latest directory, its stats and its optimizer
-state and continues the step count. A μ0 policy trains its mixer, projections and decoder (μ0 frozen);
+state and continues the step count. With `ema_decay` the checkpoint serves the weights' moving average
+and keeps the optimiser's own weights beside it for resume. A μ0 policy trains its mixer, projections and decoder (μ0 frozen);
 the π0 baseline (a `pi0-*` preset, no μ0: run.json `mu0_checkpoint` is null) trains all of itself.
 """
 
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -21,11 +23,12 @@ from torch.utils.data import DataLoader
 
 from models.checkpoint import latest_checkpoint, load_optimizer_state
 from models.device import resolve_device
-from models.policy.checkpoint import AnyPolicy, save_policy
+from models.policy.checkpoint import TRAINING_WEIGHTS, AnyPolicy, load_policy_weights, save_policy
 from models.policy.config import get_policy_preset
+from models.policy.ema import WeightEMA
 from tasks.policy.config import FinetuneConfig
 from tasks.policy.demos import DemoSteps, collate, select_demonstrations, stats_of
-from tasks.policy.load import RUN_FILE, load_policy, new_policy, resolve_mu0
+from tasks.policy.load import MU0_FROM_RUN, RUN_FILE, load_policy, mu0_of_run, new_policy, read_policy_run, resolve_mu0
 from tasks.policy.normalize import STATS_FILE, NormStats
 
 
@@ -74,6 +77,17 @@ def _build(dataset: str, cfg: FinetuneConfig, device) -> tuple[AnyPolicy, NormSt
     return policy.to(device), stats_of(demos), demos, 0, None
 
 
+def _weight_ema(policy: AnyPolicy, cfg: FinetuneConfig, ckpt: Path | None) -> WeightEMA | None:
+    """The EMA of a run with `ema_decay`; on resume the checkpoint's served weights are the average so far
+    and its training weights (when it kept them) go back into the policy."""
+    if cfg.ema_decay is None:
+        return None
+    ema = WeightEMA(policy, cfg.ema_decay)
+    if ckpt is not None and (ckpt / TRAINING_WEIGHTS).exists():
+        load_policy_weights(policy, ckpt, TRAINING_WEIGHTS)
+    return ema
+
+
 def _batches(loader: DataLoader) -> Iterator[dict]:
     while True:
         yield from loader
@@ -88,19 +102,21 @@ def train_policy(dataset: str, cfg: FinetuneConfig, on_log: Callable[[dict], Non
     torch.manual_seed(cfg.seed)
     device = resolve_device(cfg.device)
     policy, stats, demos, start, ckpt = _build(dataset, cfg, device)
+    ema = _weight_ema(policy, cfg, ckpt)
     policy.train()
     params = [p for p in policy.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay)
     if ckpt is not None:
         load_optimizer_state(opt, ckpt)
-    data = DemoSteps(dataset, demos, stats, policy.cfg.chunk, policy.image_size)
+    data = DemoSteps(dataset, demos, stats, policy.cfg.chunk, policy.image_size, int(cfg.frame_cache_gb * 2**30))
     loader = DataLoader(data, batch_size=cfg.batch_size, shuffle=True, collate_fn=collate,
                         generator=torch.Generator().manual_seed(cfg.seed + start), drop_last=len(data) >= cfg.batch_size)
     if ckpt is not None:
-        mu0 = json.loads((ckpt / RUN_FILE).read_text())["mu0_checkpoint"]
+        mu0 = mu0_of_run(ckpt, read_policy_run(ckpt))
     else:
         mu0 = str(resolve_mu0(cfg.mu0_checkpoint)) if policy.cfg.kind == "mu0" else None
     run = {"dataset": dataset, "mu0_checkpoint": mu0,
+           MU0_FROM_RUN: os.path.relpath(mu0, Path(cfg.out_dir).resolve()) if mu0 else None,
            "config": cfg.model_dump(mode="json"), "episodes": sorted(demos)}
     extra = {STATS_FILE: stats.model_dump_json(indent=1), RUN_FILE: json.dumps(run, indent=2)}
     gen = torch.Generator(device=device).manual_seed(cfg.seed * 1_000_003 + start)
@@ -118,6 +134,8 @@ def train_policy(dataset: str, cfg: FinetuneConfig, on_log: Callable[[dict], Non
         loss.backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
         opt.step()
+        if ema is not None:
+            ema.update(policy)
         step += 1
         if step % cfg.log_every == 0 or step == cfg.steps:
             now = time.perf_counter()
@@ -128,7 +146,7 @@ def train_policy(dataset: str, cfg: FinetuneConfig, on_log: Callable[[dict], Non
             if on_log:
                 on_log(rec)
         if step % cfg.checkpoint_every == 0 or step == cfg.steps:
-            ckpt = save_policy(policy, step_dir(cfg.out_dir, step), step, opt, extra)
+            ckpt = save_policy(policy, step_dir(cfg.out_dir, step), step, opt, extra, ema)
     seconds = time.perf_counter() - t0
     done = step - start
     return FinetuneResult(start, step, str(ckpt) if ckpt else "", seconds, done / seconds if seconds > 0 and done else math.nan,

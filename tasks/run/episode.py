@@ -11,7 +11,7 @@ import contextlib
 import os
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -36,6 +36,8 @@ from tasks.extract.track import Track
 from tasks.stage import Resources, Stage, resources_of, warm_all
 from tasks.types import Episode, EpisodeSource
 
+StageRun = Callable[[Episode, object], Episode]  # what runs one stage: `stage.run`, or a model actor's proxy
+
 # The pipeline, in order (docs/method.md#traceextract).
 STAGES: list[Stage] = [
     Decode(), Depth(), Pose(), Keypoints(), Track(), Lift(), MotionFilter(), Entities(), BuildSamples(), Captioning()
@@ -48,17 +50,39 @@ def schemas(cfg: IngestConfig) -> dict[str, pa.Schema]:
 
 
 def episode_resources(cfg: IngestConfig) -> Resources:
-    """What one episode's task reserves, from the stages `cfg` turns on."""
+    """The most any one stage of `cfg` reserves (stages run one after another): whether a run uses GPUs.
+
+    The sequential runner's process is that worker; on Ray the model stages' GPUs go to their actor
+    pools instead and an episode's task reserves the rest (`ray_runner.task_resources`).
+    """
     return resources_of(STAGES, cfg)
 
 
-def warm_models(cfg: IngestConfig) -> None:
+def model_stages(cfg: IngestConfig) -> list[Stage]:
+    """The stages that run a model under `cfg` (the Ray runner gives each an actor pool)."""
+    return [s for s in STAGES if s.uses_model(s.settings(cfg))]
+
+
+def warm_models(cfg: IngestConfig, skip: Collection[str] = ()) -> None:
     """Load the models `cfg`'s stages use into this process's caches (a worker does it once).
 
     Model loading is set-up, like starting the worker: done before a run's clock starts, it is
     not paid again by every episode, nor by two workers racing for the same cores mid-run.
+    `skip` names stages whose models live elsewhere (on the Ray runner's model actors).
     """
-    warm_all(STAGES, cfg)
+    warm_all([s for s in STAGES if s.name not in skip], cfg)
+
+
+class StageFailed(Exception):
+    """A stage run elsewhere (on a model actor) failed; the message is already the episode's error text."""
+
+
+def stage_error(src: EpisodeSource, exc: Exception) -> str:
+    """The `errors[stage]` text for an exception: expected refusals as they are, bugs with type and place."""
+    if isinstance(exc, (*_EXPECTED, StageFailed)):
+        return str(exc)
+    where = traceback.extract_tb(exc.__traceback__)[-1]
+    return f"{src.uri}: {type(exc).__name__}: {exc} (at {where.filename.rsplit('/', 1)[-1]}:{where.lineno})"
 
 
 def run_stages(
@@ -66,12 +90,15 @@ def run_stages(
     cfg: IngestConfig,
     stages: list[Stage] = STAGES,
     after: Callable[[str, Episode], None] | None = None,
+    runners: Mapping[str, StageRun] | None = None,
 ) -> Episode:
     """Run stages in order; an exception becomes `errors[stage]` and status "failed", never a crash.
 
     Every stage's precheck runs first, so a source the settings cannot handle is refused before
     anything is decoded. `after(name, ep)` is called when a stage succeeds (side work starts there).
+    `runners[name]` replaces `stage.run` for that stage (the Ray runner's model actors).
     """
+    runners = runners or {}
     ep = Episode(source=src)
     settings = [stage.settings(cfg) for stage in stages]
     for stage, s in zip(stages, settings):
@@ -83,13 +110,9 @@ def run_stages(
         fault_point(f"stage:{stage.name}")
         t0 = time.perf_counter()
         try:
-            ep = stage.run(ep, s)
-        except _EXPECTED as exc:
-            return ep.replace(status="failed", errors={**ep.errors, stage.name: str(exc)})
+            ep = runners.get(stage.name, stage.run)(ep, s)
         except Exception as exc:  # noqa: BLE001 - any stage bug must not stop the other episodes
-            where = traceback.extract_tb(exc.__traceback__)[-1]
-            msg = f"{src.uri}: {type(exc).__name__}: {exc} (at {where.filename.rsplit('/', 1)[-1]}:{where.lineno})"
-            return ep.replace(status="failed", errors={**ep.errors, stage.name: msg})
+            return ep.replace(status="failed", errors={**ep.errors, stage.name: stage_error(src, exc)})
         ep.timings[stage.name] = time.perf_counter() - t0
         if after is not None:
             after(stage.name, ep)
@@ -146,7 +169,13 @@ def write_episode(
 FRAMES_READY_AFTER = "pose"  # frames and depth are final once poses are known
 
 
-def process_episode(src: EpisodeSource, cfg: IngestConfig, root: str, overlap_writes: bool = True) -> EpisodeResult:
+def process_episode(
+    src: EpisodeSource,
+    cfg: IngestConfig,
+    root: str,
+    overlap_writes: bool = True,
+    runners: Mapping[str, StageRun] | None = None,
+) -> EpisodeResult:
     """Extract one episode and write its fragments. Never raises for bad input.
 
     With `overlap_writes`, the `frames` table (JPEG + 16-bit PNG encoding and its Lance write, the
@@ -154,7 +183,7 @@ def process_episode(src: EpisodeSource, cfg: IngestConfig, root: str, overlap_wr
     release the GIL, so a spare core overlaps the two instead of paying for both in turn. Without
     a spare core (every core runs an episode) the thread only competes with the other workers, so
     callers turn it off there. If a later stage fails, that fragment is never committed (nothing
-    partial reaches the dataset).
+    partial reaches the dataset). `runners` as for `run_stages`.
     """
     t0 = time.perf_counter()
     pending: dict[str, Future] = {}
@@ -165,7 +194,7 @@ def process_episode(src: EpisodeSource, cfg: IngestConfig, root: str, overlap_wr
             if side is not None and stage == FRAMES_READY_AFTER and ep.status == "ok":
                 pending["frames"] = side.submit(_frames_fragment, ep, cfg, root)
 
-        ep = run_stages(src, cfg, after=write_frames_ahead)
+        ep = run_stages(src, cfg, after=write_frames_ahead, runners=runners)
         t1 = time.perf_counter()
         written = {name: f.result() for name, f in pending.items()}
         frags = write_episode(ep, cfg, root, written)

@@ -42,7 +42,7 @@ from rich.table import Table  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-from tasks.config import IngestConfig, get_preset, with_overrides  # noqa: E402
+from tasks.config import IngestConfig, get_preset, parse_assignments, with_overrides  # noqa: E402
 from tasks.run.discover import discover  # noqa: E402
 from tasks.extract.motion_filter import track_coverage  # noqa: E402
 from tasks.run.episode import run_stages, stages_until  # noqa: E402
@@ -80,6 +80,9 @@ def main() -> None:
     ap.add_argument("--jobs", type=int, default=1, help="--sweep: worker processes")
     ap.add_argument("--render-only", action="store_true", help="--sweep: render the episodes, grade nothing")
     ap.add_argument("--redo", action="store_true", help="--sweep: grade again even where W/rows holds a row")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="--sweep: config override on top of the sweep's (repeatable); rows are reused from W, so grade "
+                    "a variant in its own W (episodes may be a link) or with --redo")
     ap.add_argument("--rows", choices=("all", "misses", "none"), default="misses", help="--sweep: per-episode rows to print")
     args = ap.parse_args()
     if args.sweep:
@@ -174,9 +177,10 @@ def render_sweep_episode(spec: SweepEpisode, work: Path) -> str:
     return str(out)
 
 
-def sweep_config(pose: str) -> IngestConfig:
+def sweep_config(pose: str, overrides: dict | None = None) -> IngestConfig:
     """The default preset (`generic`: 10 fps kept) with the rendered depth, and given or open3d camera poses."""
-    return with_overrides(get_preset("generic"), {"depth.backend": "given", "pose.backend": "given" if pose == "given" else "open3d"})
+    base = {"depth.backend": "given", "pose.backend": "given" if pose == "given" else "open3d"}
+    return with_overrides(get_preset("generic"), {**base, **(overrides or {})})
 
 
 def _short(errors: dict[str, str], most: int = 160) -> str:
@@ -188,12 +192,12 @@ def _short(errors: dict[str, str], most: int = 160) -> str:
     return ""
 
 
-def grade_sweep_row(spec: SweepEpisode, work: Path, pose: str) -> dict:
+def grade_sweep_row(spec: SweepEpisode, work: Path, pose: str, overrides: dict | None = None) -> dict:
     """Extract one rendered episode up to the motion filter and score it; failures and rejections are data."""
     t0 = time.perf_counter()
     uri = str(spec.dir(work))
     meta = json.loads((Path(uri) / "meta.json").read_text())
-    cfg = sweep_config(pose)
+    cfg = sweep_config(pose, overrides)
     row: dict = {
         "task": spec.task, "split": split_of(spec.task), "camera": spec.camera, "orbit_deg_s": spec.orbit_deg_s,
         "fps": spec.fps, "pose": pose, "seed": spec.seed, "episode": str(Path(uri).relative_to(work)),
@@ -393,6 +397,7 @@ def sweep_main(args: argparse.Namespace) -> None:
         console.print(f"[sweep] rendering {t1 - t0:.0f} s; --render-only: nothing graded")
         return
 
+    overrides = parse_assignments(args.set)
     rows: dict[tuple, dict] = {}
     calls = []
     for s in specs:
@@ -401,12 +406,12 @@ def sweep_main(args: argparse.Namespace) -> None:
             if path.exists() and not args.redo:
                 rows[(s, pose)] = json.loads(path.read_text())
             else:
-                calls.append((grade_sweep_row, s, work, pose))
+                calls.append((grade_sweep_row, s, work, pose, overrides))
 
     code = _code_version()
 
     def keep(call, row) -> None:
-        _, s, _, pose = call
+        _, s, _, pose, _ = call
         row["code"] = code  # the code that graded it (reused rows keep theirs)
         path = s.row_path(work, pose)
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -419,7 +424,7 @@ def sweep_main(args: argparse.Namespace) -> None:
     all_rows = [rows[(s, pose)] for s in specs for pose in poses]
     report = {
         "code": _code_version(), "max_steps": max_steps, "size": [SIM_W, SIM_H], "preset": "generic",
-        "overrides": {"depth.backend": "given", "pose.backend": "given | open3d"}, "targets": TARGETS,
+        "overrides": {"depth.backend": "given", "pose.backend": "given | open3d", **overrides}, "targets": TARGETS,
         "tune_tasks": TUNE_TASKS, "render_s": round(t1 - t0, 1), "grade_s": round(t2 - t1, 1), "rows": all_rows,
     }
     (work / "sweep.json").write_text(json.dumps(report, indent=1))
@@ -435,7 +440,8 @@ def sweep_main(args: argparse.Namespace) -> None:
     console.print(f"[sweep] rendering {t1 - t0:.0f} s, grading {t2 - t1:.0f} s; rows in {work / 'sweep.json'}")
     if args.md:
         lines = [f"Extraction sweep ({report['code']}): generic preset, given depth, {max_steps} env steps per episode, "
-                 f"{SIM_W}x{SIM_H}; tune tasks: {', '.join(TUNE_TASKS)}.", "",
+                 f"{SIM_W}x{SIM_H}; tune tasks: {', '.join(TUNE_TASKS)}."
+                 + "".join(f" --set {k}={v}" for k, v in overrides.items()), "",
                  "Targets: " + "; ".join(TARGETS.values()) + ".", ""]
         lines += _markdown(SUMMARY_HEADER, summary)
         bad = [r for r in all_rows if r["status"] != "ok"]

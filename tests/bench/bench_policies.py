@@ -11,8 +11,12 @@ Rows, as in the paper's comparison (docs/method.md#downstream-action-expert):
 (a)-(c) see the same demonstrations, recipe, batch and number of optimisation steps.
 
 Stages (each reuses what exists under --work): `mu0 sim` renders --demos demonstrations per task of
-TASKS (seeds 0..), `mu0 ingest --preset sim --sequential` makes the dataset, `mu0 finetune` trains each
-row, `mu0 rollout` runs --episodes episodes per task on unseen seeds (--seed..) on Ray with --num-cpus.
+TASKS (seeds 0..) and --val-demos validation demonstrations (seeds 5000..), `mu0 ingest --preset sim
+--sequential` makes both datasets, `mu0 finetune` trains each row at every learning rate of --lrs, the
+one with the lowest action error on the validation demonstrations (tasks/policy/validate.py) is kept
+per row, and `mu0 rollout` runs it for --episodes episodes per task on unseen seeds (--seed..) on Ray.
+With --train-seeds 0,1 every trained row is trained (and its learning rate chosen) at each seed of
+initialisation and data order, and each is rolled out: one seed's gap between two rows can be seed noise.
 Prints success per task and pooled over tasks with 95% Wilson intervals, and the wall time of every
 training run and rollout batch; writes everything to --work/results.json.
 """
@@ -36,6 +40,7 @@ ROWS: dict[str, tuple[str, list[str] | None]] = {  # name -> (label, `mu0 finetu
     "scripted": ("scripted expert", None),
 }
 DEFAULT_MU0 = "/work/bench14/runs/mu0-tiny"
+VAL_SEED = 5000  # validation demonstrations: seeds the training demonstrations (0..) and rollouts (100000..) never use
 
 
 def mu0(log: Path, *args: str, threads: int | None = None) -> tuple[float, str]:
@@ -84,36 +89,102 @@ def stage_corpus(work: Path, args: argparse.Namespace) -> float | None:
     return wall
 
 
-def stage_ingest(work: Path) -> float:
-    wall, _ = mu0(work / "logs" / "ingest.log", "ingest", str(work / "corpus"), "--dataset", str(work / "traces"),
+def stage_val_corpus(work: Path, args: argparse.Namespace) -> None:
+    out = work / "val-corpus"
+    if out.is_dir() and len(list(out.iterdir())) >= args.val_demos * len(TASKS):
+        print(f"[val-corpus] reuse {out}")
+        return
+    mu0(work / "logs" / "sim-val.log", "sim", "--out", str(out), "--episodes", str(args.val_demos * len(TASKS)),
+        "--tasks", ",".join(TASKS), "--camera", "static", "--seed", str(VAL_SEED), "--max-steps", str(args.demo_max_steps))
+
+
+def stage_ingest(work: Path, corpus: str = "corpus", dataset: str = "traces") -> float | None:
+    """`mu0 ingest` of a corpus; a dataset that already holds as many episodes as the corpus is reused as it is
+    (ingest would add the same videos again under new ids once the extraction settings change)."""
+    from storage.dataset import open_table
+
+    eps = open_table(str(work / dataset), "episodes") if (work / dataset).is_dir() else None
+    if eps is not None and eps.count_rows() >= len(list((work / corpus).iterdir())):
+        print(f"[ingest] reuse {work / dataset}")
+        return None
+    wall, _ = mu0(work / "logs" / f"ingest-{dataset}.log", "ingest", str(work / corpus), "--dataset", str(work / dataset),
                   "--preset", "sim", "--sequential")
     return wall
 
 
-def stage_train(work: Path, row: str, args: argparse.Namespace, mu0_ckpt: Path) -> dict:
-    """Finetune one row (resumed, or reused when its last checkpoint exists); wall time and the last logged loss."""
-    out = work / "runs" / row
+def _train_info(output: str, final: Path, wall: float, args: argparse.Namespace, mu0_ckpt: Path | None) -> dict:
+    losses = re.findall(r"step (\d+)\s+loss=([0-9.eE+-]+)", output)
+    done = re.search(r"steps (\d+) -> (\d+) in ([0-9.]+) s", output)
+    return {"checkpoint": str(final), "wall_s": wall, "train_s": float(done.group(3)) if done else None,
+            "steps": args.steps, "start_step": int(done.group(1)) if done else None,
+            "final_loss": float(losses[-1][1]) if losses else None, "mu0_checkpoint": str(mu0_ckpt) if mu0_ckpt else None}
+
+
+def seed_suffix(seed: int) -> str:
+    """Run and rollout names of a training seed: none for seed 0 (the names runs had before seeds were a flag)."""
+    return f"-seed{seed}" if seed else ""
+
+
+def stage_train(work: Path, row: str, lr: str, args: argparse.Namespace, mu0_ckpt: Path, seed: int = 0) -> dict:
+    """Finetune one row at one learning rate and training seed (resumed, or reused when its last checkpoint exists);
+    wall time, last loss.
+
+    A run made by hand with the same command (`work/runs/<row>-lr<lr>[-seed<s>]`, its output in
+    `work/logs/train-<same>.log`) is reused too: its wall time is then the training time the log reports.
+    """
+    name = f"{row}-lr{lr}{seed_suffix(seed)}"
+    out, log = work / "runs" / name, work / "logs" / f"train-{name}.log"
     info_file = out / "bench.json"
     final = out / f"step-{args.steps:06d}"
     if final.is_dir() and info_file.exists():
         print(f"[train] reuse {final}")
         return json.loads(info_file.read_text())
     flags = ROWS[row][1] + (["--mu0", str(mu0_ckpt)] if "policy-tiny" in ROWS[row][1] else [])
-    wall, output = mu0(work / "logs" / f"train-{row}.log", "finetune", str(work / "traces"), "--out", str(out), *flags,
-                       "--steps", str(args.steps), "--batch-size", str(args.batch_size), "--demos-per-task", str(args.demos),
-                       "--tasks", ",".join(TASKS), "--checkpoint-every", str(args.steps), "--log-every", "50", "--device", "cpu",
-                       threads=args.threads)
-    losses = re.findall(r"step (\d+)\s+loss=([0-9.eE+-]+)", output)
-    done = re.search(r"steps (\d+) -> (\d+) in ([0-9.]+) s", output)
-    info = {"checkpoint": str(final), "wall_s": wall, "train_s": float(done.group(3)) if done else None,
-            "steps": args.steps, "start_step": int(done.group(1)) if done else None,
-            "final_loss": float(losses[-1][1]) if losses else None, "mu0_checkpoint": str(mu0_ckpt) if "--mu0" in flags else None}
+    ckpt = mu0_ckpt if "--mu0" in flags else None
+    if final.is_dir() and log.exists():
+        info = _train_info(log.read_text(), final, float("nan"), args, ckpt)
+        info["wall_s"] = info["train_s"]
+    else:
+        wall, output = mu0(log, "finetune", str(work / "traces"), "--out", str(out), *flags, "--lr", lr,
+                           "--steps", str(args.steps), "--batch-size", str(args.batch_size), "--demos-per-task", str(args.demos),
+                           "--tasks", ",".join(TASKS), "--checkpoint-every", str(args.steps), "--log-every", "50",
+                           "--device", "cpu", "--seed", str(seed), threads=args.threads)
+        info = _train_info(output, final, wall, args, ckpt)
+    info["seed"] = seed
     info_file.write_text(json.dumps(info, indent=1))
     return info
 
 
+def stage_validate(work: Path, train: dict) -> dict:
+    """Action error of a trained checkpoint on the validation demonstrations (cached beside the checkpoint)."""
+    from tasks.policy.validate import action_error
+
+    cache = Path(train["checkpoint"]) / "val_error.json"
+    if cache.exists():
+        return json.loads(cache.read_text())
+    err = action_error(train["checkpoint"], str(work / "val"), TASKS)
+    cache.write_text(json.dumps(err, indent=1))
+    return err
+
+
+def choose_lr(work: Path, row: str, args: argparse.Namespace, mu0_ckpt: Path, seed: int = 0) -> tuple[dict, dict]:
+    """(the chosen run's training info, {lr: {"train", "val"}}): the lowest validation action error wins."""
+    sweep = {}
+    for lr in _csv(args.lrs):
+        train = stage_train(work, row, lr, args, mu0_ckpt, seed)
+        sweep[lr] = {"train": train, "val": stage_validate(work, train)}
+        print(f"[validate] {row} seed {seed} lr {lr}: action error {sweep[lr]['val']['all']['mse']:.3f} "
+              f"(mean predictor {sweep[lr]['val']['all']['mean_mse']:.3f})", flush=True)
+    best = min(sweep, key=lambda lr: sweep[lr]["val"]["all"]["mse"])
+    return {**sweep[best]["train"], "lr": best}, sweep
+
+
+def _csv(text: str) -> list[str]:
+    return [x.strip() for x in text.split(",") if x.strip()]
+
+
 def stage_rollout(work: Path, row: str, args: argparse.Namespace, ckpt: str | None) -> dict:
-    """`mu0 rollout` of one row on the unseen seeds (reused when the same episodes were already run)."""
+    """`mu0 rollout` of one row (`<row>[-seed<s>]`) on the unseen seeds (reused when the same episodes were already run)."""
     out = work / "eval" / row
     info_file = out / "bench.json"
     key = {"episodes": args.episodes, "seed": args.seed, "max_steps": args.max_steps, "checkpoint": ckpt}
@@ -140,13 +211,21 @@ def print_table(results: dict) -> None:
     cols = TASKS + ["all"]
     print("\nsuccess rate [95% Wilson interval], " + f"{results['settings']['episodes']} episodes per task, "
           f"seeds {results['settings']['seed']}..")
-    head = ["policy"] + [c if c != "all" else "mean (pooled)" for c in cols] + ["train wall s", "rollout wall s"]
+    head = ["policy"] + [c if c != "all" else "mean (pooled)" for c in cols] + ["lr (val error)", "train wall s", "rollout wall s"]
     lines = []
-    for row, res in results["rows"].items():
+    for res in results["rows"].values():
         rates = {r["task"]: r for r in res["rollout"]["rates"]}
         train = res.get("train")
-        lines.append([ROWS[row][0]] + [cell(rates[c]) for c in cols]
-                     + [f"{train['wall_s']:.0f}" if train else "-", f"{res['rollout']['wall_s']:.0f}"])
+        val = f"{train['lr']} ({res['lr_sweep'][train['lr']]['val']['all']['mse']:.3f})" if train else "-"
+        label = res["label"] + (f", seed {res['seed']}" if res.get("seed") else "")
+        lines.append([label] + [cell(rates[c]) for c in cols]
+                     + [val, f"{train['wall_s']:.0f}" if train else "-", f"{res['rollout']['wall_s']:.0f}"])
+    for row in ROWS:  # rows trained at several seeds: the spread a single seed hides
+        pooled = [res["rollout"]["rates"] for res in results["rows"].values() if res["row"] == row]
+        if len(pooled) > 1:
+            means = [next(r["rate"] for r in rates if r["task"] == "all") for rates in pooled]
+            lines.append([f"{ROWS[row][0]}, mean of {len(means)} seeds"] + [""] * len(TASKS)
+                         + [f"{sum(means) / len(means):.1%} (seeds {min(means):.1%}-{max(means):.1%})", "", "", ""])
     widths = [max(len(x) for x in col) for col in zip(head, *lines)]
     for line in [head, ["-" * w for w in widths], *lines]:
         print(" | ".join(x.ljust(w) for x, w in zip(line, widths)))
@@ -159,6 +238,8 @@ def main() -> None:
     ap.add_argument("--rows", default=",".join(ROWS), help=f"comma-separated subset of {', '.join(ROWS)}")
     ap.add_argument("--demos", type=int, default=20, help="demonstrations per task (seeds 0..)")
     ap.add_argument("--demo-max-steps", type=int, default=120, help="frames per demonstration at most (`mu0 sim --max-steps`)")
+    ap.add_argument("--val-demos", type=int, default=5, help="validation demonstrations per task (seeds 5000..)")
+    ap.add_argument("--lrs", default="1e-4,3e-4,1e-3", help="learning rates tried for every trained row (chosen on validation)")
     ap.add_argument("--steps", type=int, default=2000, help="optimisation steps of every trained row")
     ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--episodes", type=int, default=50, help="rollouts per task")
@@ -167,6 +248,7 @@ def main() -> None:
     ap.add_argument("--videos", type=int, default=0, help="MP4s per task and outcome")
     ap.add_argument("--num-cpus", type=int, default=2, help="CPUs of the local Ray the rollouts run on")
     ap.add_argument("--threads", type=int, default=None, help="torch threads of each training run (default: torch's)")
+    ap.add_argument("--train-seeds", default="0", help="seeds of initialisation and data order; every trained row runs at each")
     args = ap.parse_args()
     rows = [r.strip() for r in args.rows.split(",") if r.strip()]
     unknown = sorted(set(rows) - set(ROWS))
@@ -181,11 +263,15 @@ def main() -> None:
     if any(ROWS[r][1] for r in rows):
         results["corpus_wall_s"] = stage_corpus(work, args)
         results["ingest_wall_s"] = stage_ingest(work)
+        stage_val_corpus(work, args)
+        stage_ingest(work, "val-corpus", "val")
     for row in rows:
-        train = stage_train(work, row, args, mu0_ckpt) if ROWS[row][1] else None
-        results["rows"][row] = {"label": ROWS[row][0], "train": train,
-                                "rollout": stage_rollout(work, row, args, train["checkpoint"] if train else None)}
-        (work / "results.json").write_text(json.dumps(results, indent=1))
+        for seed in [int(s) for s in _csv(args.train_seeds)] if ROWS[row][1] else [0]:
+            train, sweep = choose_lr(work, row, args, mu0_ckpt, seed) if ROWS[row][1] else (None, None)
+            name = row + seed_suffix(seed)
+            results["rows"][name] = {"row": row, "seed": seed, "label": ROWS[row][0], "train": train, "lr_sweep": sweep,
+                                     "rollout": stage_rollout(work, name, args, train["checkpoint"] if train else None)}
+            (work / "results.json").write_text(json.dumps(results, indent=1))
     print_table(results)
     print(f"\nresults: {work / 'results.json'}")
 

@@ -4,8 +4,10 @@ checkpoint policy in closed loop through the rollout harness and `mu0 rollout --
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
+import torch
 from typer.testing import CliRunner
 
 from flows.cli import app
@@ -130,3 +132,75 @@ def test_pi0_baseline_trains_without_mu0_and_rolls_out_through_the_checkpoint_ki
     assert json.loads((tmp_path / "eval" / "rollouts.json").read_text())[0]["steps"] == 8
     res = runner.invoke(app, ["finetune", dataset, "--out", str(tmp_path / "x")])  # a μ0 preset without --mu0
     assert res.exit_code == 2 and "--mu0" in text(res) and "mu0 pretrain" in text(res)
+
+
+def test_ema_checkpoints_serve_the_average_and_resume_keeps_both_weights(dataset, mu0_run, tmp_path):
+    from models.loading import load_weights
+    from tasks.policy.loop import train_policy
+
+    cfg = FinetuneConfig(mu0_checkpoint=str(mu0_run), steps=2, batch_size=2, checkpoint_every=1, log_every=1, lr=1e-3,
+                         ema_decay=0.5, tasks=["button-press"], demos_per_task=1, out_dir=str(tmp_path / "ema"), device="cpu")
+    train_policy(dataset, cfg)
+    train_policy(dataset, cfg.model_copy(update={"steps": 3}))  # resumed from step 2
+
+    def weights(step: int, file: str) -> dict:
+        return load_weights(tmp_path / "ema" / f"step-{step:06d}" / file)
+
+    served = {s: weights(s, "policy.safetensors") for s in (1, 2, 3)}
+    trained = {s: weights(s, "training_weights.safetensors") for s in (1, 2, 3)}
+    key = "decoder.action_out.weight"
+    assert not torch.equal(served[1][key], trained[1][key])  # the average lags the optimiser
+    for s in (2, 3):  # average_s = 0.5 average_{s-1} + 0.5 weights_s, across the resume too
+        for k in served[s]:
+            if served[s][k].is_floating_point():
+                torch.testing.assert_close(served[s][k], 0.5 * served[s - 1][k] + 0.5 * trained[s][k])
+    assert not torch.equal(trained[3][key], trained[2][key])
+
+
+def test_a_policy_run_moved_with_its_mu0_still_loads(policy_run, mu0_run, tmp_path):
+    import shutil
+
+    from tasks.policy.load import load_policy
+
+    cfg, _ = policy_run
+    run_dir, base = Path(cfg.out_dir), Path(cfg.out_dir).parent.parent
+    moved = tmp_path / "elsewhere"
+    for src in (run_dir, mu0_run):
+        shutil.copytree(src, moved / src.relative_to(base))
+    ckpt = latest_checkpoint(moved / run_dir.relative_to(base))
+    run = json.loads((ckpt / "run.json").read_text())
+    run["mu0_checkpoint"] = "/nowhere/mu0/step-000002"  # the original place is gone
+    (ckpt / "run.json").write_text(json.dumps(run))
+    policy, _, step = load_policy(ckpt)
+    assert step == int(ckpt.name.split("-")[1]) and policy.mu0.cfg.preset == "mu0-tiny"
+    run["mu0_checkpoint_from_run"] = None  # without the relative path the error names the recorded one
+    (ckpt / "run.json").write_text(json.dumps(run))
+    with pytest.raises(Exception, match="/nowhere/mu0"):
+        load_policy(ckpt)
+
+
+def test_training_frames_are_cached_within_their_byte_budget(dataset):
+    from tasks.policy.demos import DemoSteps
+
+    demos = select_demonstrations(dataset, ["button-press"], 1)
+    stats = stats_of(demos)
+    small = DemoSteps(dataset, demos, stats, chunk=4, image_size=64, cache_bytes=2 * 3 * 64 * 64)
+    full = DemoSteps(dataset, demos, stats, chunk=4, image_size=64)
+    assert small.cache_frames == 2 and len(small) >= 5
+    for i in [0, 1, 2, 3, 4, 0]:
+        torch.testing.assert_close(small[i]["image"], full[i]["image"])
+        assert len(small._cache) <= 2
+    assert len(full._cache) == 5
+
+
+def test_action_error_on_held_out_demonstrations_per_task(policy_run, dataset):
+    from tasks.policy.validate import action_error
+
+    cfg, _ = policy_run
+    ckpt = str(latest_checkpoint(cfg.out_dir))
+    err = action_error(ckpt, dataset, ["button-press", "drawer-open"], samples=12, batch_size=6)
+    assert set(err) == {"button-press", "drawer-open", "all"} and err["all"]["n"] == 12
+    assert err["button-press"]["n"] + err["drawer-open"]["n"] == 12
+    for e in err.values():  # a 4-step policy predicts little: its error is of the order of the mean predictor's
+        assert e["mse"] > 0 and e["mean_mse"] > 0 and 0.2 < e["ratio"] < 10
+    assert action_error(ckpt, dataset, ["button-press", "drawer-open"], samples=12, batch_size=6) == err  # seeded

@@ -53,6 +53,9 @@ def test_gate_starts_half_open_and_the_ablation_has_no_mixer(mu0):
     tokens, valid = ablation.prefix(_batch())
     assert tokens.shape[-1] == 128 and valid.all(-1).any()
     assert torch.isfinite(ablation.loss(_batch())["loss"])
+    # the ablation differs by the mixer alone: every other module starts from the same weights
+    shared = ablation.trainable_state_dict()
+    assert shared and all(torch.equal(v, with_traces.trainable_state_dict()[k]) for k, v in shared.items())
 
 
 def test_chunks_have_the_configured_length_and_sampling_is_seeded(mu0):

@@ -126,3 +126,25 @@ def test_a_weights_file_is_loaded_into_the_hub_built_model(tmp_path):
     torch.save({"model": state}, tmp_path / "scaled_offline.pth")  # the released checkpoints' layout varies
     loaded = load_cotracker(str(VENDOR), "cotracker3_offline", str(tmp_path / "scaled_offline.pth"), "cpu")
     assert all((p == 0.25).all() for p in loaded.predictor.model.parameters())
+
+
+@pytest.mark.slow
+@needs_vendor
+def test_cotracker_tracks_chunk_by_chunk_with_stable_rows():
+    """6 frames in chunks of 4 sharing 2 ([0,4), then [2,6) with new frames 4-5): seeds at frames 0-3 are tracked in
+    the first chunk and, where seen in frames 2-3, walk on through frames 4-5 in their own rows; a seed at frame 5
+    is queried in the second chunk only if no visible track covers its cell."""
+    ep = small_episode(T=6).replace(seed_frame=np.array([0, 3, 1, 2, 5], np.int32))
+    ep = ep.replace(gray=ep.frames.mean(-1).astype(np.uint8))
+    s = settings(chunk_frames=4, chunk_overlap=2)
+    out = Track().run(ep, s)
+    n, rows = len(out.query_frame), np.arange(len(out.query_frame))
+    assert out.tracks_uv.shape == (n, 6, 2) and 4 <= n <= 5
+    assert sorted(out.query_frame.tolist())[:4] == [0, 1, 2, 3] and set(out.query_frame.tolist()) <= {0, 1, 2, 3, 5}
+    assert np.abs(out.tracks_uv[rows, out.query_frame] - out.query_uv).max() <= 0.5
+    assert out.visible[rows, out.query_frame].all()
+    assert (np.isfinite(out.tracks_uv).all(-1) == out.visible).all()
+    first = out.query_frame < 4
+    carried = out.visible[:, 2:4].any(1)
+    assert carried[first].sum() >= 2  # at least the seeds at frames 2 and 3 are seen in the overlap
+    assert not out.visible[first & ~carried, 4:].any()  # a track unseen throughout the overlap ends there

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+
+import cv2
 import numpy as np
 import pytest
 
@@ -83,3 +86,27 @@ def test_too_few_frames_is_named_and_the_advice_points_at_the_frame_rate():
     assert "--set decode.target_fps=" in str(exc.value)
     steps = next_steps([f"decode: {exc.value}", f"decode: {exc.value}", "track: something nobody recognises"])
     assert steps == [steps[0]] and steps[0].startswith("too few frames (2): keep more frames")
+
+
+def sliding_texture() -> np.ndarray:
+    """(T,H,W,3): one smooth random texture sliding 1 px right per frame, which plain LK follows."""
+    base = cv2.GaussianBlur(np.random.default_rng(1).integers(0, 256, (H, W + T), dtype=np.uint8), (5, 5), 1.5)
+    return np.stack([np.repeat(base[:, T - t : T - t + W, None], 3, -1) for t in range(T)])
+
+
+def test_rejection_where_depth_flickers_says_the_depth_disagrees_not_that_tracks_were_lost():
+    """Real clips with a random depth model: LK follows the image, the 3D check drops every step (issue 18)."""
+    flicker = np.where(np.arange(T) % 2, 2.1, 1.9).astype(np.float32)[:, None, None]  # +-10 cm every other frame
+    ep = filter_tracks(two_track_episode(sliding_texture(), np.broadcast_to(flicker, (T, H, W)).copy()), FilterConfig())
+    msg = ep.errors["filter"]
+    jump = float(re.search(r"jump ([\d.]+) cm in 3D", msg).group(1))
+    assert ep.status == "rejected" and "the depth disagrees with the image motion" in msg, msg
+    assert 20 <= jump <= 24, msg  # 20 cm along viewing rays 1 to 1.2 long
+    assert "track.depth_jump_m=0.02 m" in msg and "tracks were lost" not in msg
+    [step] = next_steps([f"filter: {msg}"])
+    assert step.startswith("depth inconsistent (1): ") and "--depth-model" in step
+
+
+def test_consistent_depth_keeps_the_tracks_lost_cause():
+    ep = filter_tracks(two_track_episode(sliding_texture(), np.full((T, H, W), 2.0, np.float32)), FilterConfig())
+    assert "tracks were lost" in ep.errors["filter"], ep.errors  # followed points move 0.7 cm per frame: under 2 cm

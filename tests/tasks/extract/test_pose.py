@@ -6,12 +6,14 @@ import numpy as np
 import pytest
 from scipy.spatial.transform import Rotation
 
+import tasks.extract.pose as pose_stage
 from tasks.extract.anchoring import ChunkFit, fit_chunk, keyframe_partners
 from tasks.config import get_preset, with_overrides
 from tasks.extract.decode import decode
 from tasks.run.discover import discover
 from tasks.errors import ConfigurationError
 from tasks.geometry import camera_centers
+from tasks.extract.odometry import Registration, to_gray
 from tasks.extract.pose import estimate_camera_poses, estimate_poses
 from tasks.sim.pose_score import grade_estimated, true_w2c
 from tasks.sim.score import grade_episode
@@ -92,6 +94,44 @@ def test_chunk_fit_rejects_a_corrupted_anchor():
     fit = fit_chunk(local, anchor)
     assert fit.inliers.tolist() == [True, True, False, True, True]
     np.testing.assert_allclose(fit.apply(local), truth.apply(local), atol=1e-9)
+
+
+def test_chunk_fit_of_three_anchors_drops_the_one_the_other_two_disagree_with():
+    rng = np.random.default_rng(2)
+    local = _random_poses(3, rng)
+    rot = Rotation.from_rotvec([0.2, 0.0, -0.1]).as_matrix()
+    truth = ChunkFit(rot, np.array([0.0, 0.1, 0.3]), 1.0, False, np.ones(3, bool))
+    anchor = truth.apply(local)
+    anchor[:, :3, 3] += rng.normal(0, 0.0003, (3, 3))  # registration noise: kept
+    assert fit_chunk(local, anchor).inliers.all()
+    anchor[0, :3, 3] += [0.018, 0.0, 0.004]  # 1.8 cm off, as a held-out orbit episode's chunk registration was
+    fit = fit_chunk(local, anchor)
+    assert fit.inliers.tolist() == [False, True, True]
+    np.testing.assert_allclose(fit.apply(local)[1:, :3, 3], truth.apply(local)[1:, :3, 3], atol=0.001)
+
+
+def test_a_keyframe_whose_chunk_registration_went_wrong_takes_its_pose_from_the_graph(orbit_episode, monkeypatch):
+    ep = decode(orbit_episode, ESTIMATED.decode)
+    clean = estimate_camera_poses(ep.frames, ep.depth, ep.K, ESTIMATED.pose)
+    kf = clean.keyframes
+    assert len(kf) >= 4, kf
+    frame_of = {to_gray(f).tobytes(): t for t, f in enumerate(ep.frames)}
+    real = pose_stage.register
+
+    def register(ref, cur_gray, K, cfg, init=None):  # only the first chunk registers keyframe 2 <- keyframe 1
+        r = real(ref, cur_gray, K, cfg, init)
+        if r.ok and (frame_of[ref.gray.tobytes()], frame_of[cur_gray.tobytes()]) == (kf[2], kf[1]):
+            T = r.T_ref_cur.copy()
+            T[:3, 3] += [0.02, 0.0, 0.0]
+            return Registration(T, r.n_inliers, r.information, True)
+        return r
+
+    monkeypatch.setattr(pose_stage, "register", register)
+    hit = estimate_camera_poses(ep.frames, ep.depth, ep.K, ESTIMATED.pose)
+    span = slice(int(kf[1]), int(kf[2]))  # the frames hanging off keyframe 1
+    centres = [camera_centers(np.linalg.inv(est.c2w[span])) for est in (hit, clean)]
+    moved_cm = 100 * np.linalg.norm(centres[0] - centres[1], axis=1)
+    assert moved_cm.max() < 0.3, moved_cm  # tied to the bad registration they moved ~2 cm
 
 
 def test_predicted_depth_with_a_scale_jump_is_flagged(orbit_episode):
