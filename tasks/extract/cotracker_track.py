@@ -36,7 +36,7 @@ from tasks.errors import ConfigurationError
 from tasks.extract.chunks import EpisodeFrames, Window, chunk_spans
 from tasks.extract.keypoints import propose, uncovered_mask
 from tasks.extract.lift import lift_tracks
-from tasks.extract.progressive import check_chunks, in_mask
+from tasks.extract.progressive import check_chunks, in_mask, seed_frames
 from tasks.types import Episode
 
 
@@ -99,6 +99,7 @@ def track_cotracker(ep: Episode, s) -> Episode:
     if seeded:  # dino: every seed from its own frame, with its entity
         order = np.argsort(ep.seed_frame, kind="stable")[: kcfg.max_points]
         sq, suv, sent = ep.seed_frame[order].astype(np.int64), ep.seed_uv[order], ep.seed_entity[order]
+    later = seed_frames(T, kcfg.reseed_every)[1:]  # classical seeds: frame 0 has stage 2's
     for k, c in enumerate(chunk_spans(T, min(tcfg.chunk_frames, T), min(tcfg.chunk_overlap, T - 1))):
         win = src.window(c.lo, c.hi)
         video = torch.from_numpy(win.frames(c.lo, c.hi)).permute(0, 3, 1, 2)  # (L,3,H,W) uint8, moved per window
@@ -124,7 +125,7 @@ def track_cotracker(ep: Episode, s) -> Episode:
         if k == 0:
             quv = ep.seed_uv[: kcfg.max_points]
             rows.add(c.lo, np.zeros(len(quv), np.int64), quv, np.full(len(quv), -1), *run(np.zeros(len(quv), int), quv))
-        new_f, new_uv = _reseed(win, rows, c, kcfg, tcfg, s.coverage_grid, kcfg.max_points - rows.n, W, H)
+        new_f, new_uv = _reseed(win, rows, c, later, kcfg, tcfg, s.coverage_grid, kcfg.max_points - rows.n, W, H)
         if len(new_uv):
             rows.add(c.lo, new_f, new_uv, np.full(len(new_f), -1), *run(new_f, new_uv))
     qf, quv, ent, uv, vis = rows.done()
@@ -141,12 +142,11 @@ def track_cotracker(ep: Episode, s) -> Episode:
     )
 
 
-def _reseed(win: Window, rows: _Rows, c, kcfg, tcfg, grid, budget, W, H):
-    """New queries at every `reseed_every` frame among the chunk's new frames, in cells no visible track covers."""
+def _reseed(win: Window, rows: _Rows, c, seed_at: np.ndarray, kcfg, tcfg, grid, budget, W, H):
+    """New queries at the seed frames `seed_at` among the chunk's new frames (every `reseed_every` and the last, as
+    in the LK path), in cells no visible track covers."""
     frames, points = [], []
-    for q in range(kcfg.reseed_every, c.hi, kcfg.reseed_every):
-        if q < c.new:
-            continue
+    for q in seed_at[(seed_at >= c.new) & (seed_at < c.hi)].tolist():
         if budget <= 0:
             break
         free = uncovered_mask(rows.seen_at(q), W, H, grid)

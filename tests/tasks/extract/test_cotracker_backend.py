@@ -23,10 +23,11 @@ needs_vendor = pytest.mark.skipif(
 )
 
 
-def settings(**track):
+def settings(keypoints: dict | None = None, **track):
     over = {"track.backend": "cotracker", "track.cotracker_repo": str(VENDOR), "track.weights": "random",
             "track.device": "cpu", "track.min_visible_frames": 1}  # random weights rarely call a point visible
     over.update({f"track.{k}": v for k, v in track.items()})
+    over.update({f"keypoints.{k}": v for k, v in (keypoints or {}).items()})
     return Track().settings(with_overrides(get_preset("generic"), over))
 
 
@@ -61,6 +62,17 @@ def test_cotracker_stage_tracks_each_seed_from_its_own_frame_both_ways():
     assert (ep.tracks_uv[ep.visible] >= -0.5).all() and (ep.tracks_uv[ep.visible] <= [63.5, 47.5]).all()
     assert ep.gray is None and ep.seed_uv is None and ep.seed_frame is None
     assert set(ep.cluster_id.tolist()) <= {0, 1, 2}  # the entities follow their seeds
+
+
+@needs_vendor
+def test_classical_seeds_get_new_queries_at_the_last_frame_as_in_the_lk_path():
+    """No `reseed_every` frame falls inside a 4-frame clip: only the last frame's queries cover what frame 0's
+    five seeds leave empty, tracked back from there."""
+    ep = small_episode().replace(seed_frame=None, seed_entity=None)
+    out = Track().run(ep, settings(keypoints={"reseed_every": 5}))
+    last = out.query_frame == 3
+    assert (out.query_frame == 0).sum() >= 1 and last.sum() >= 5 and set(out.query_frame.tolist()) == {0, 3}
+    assert out.visible[last, 3].all() and np.isfinite(out.tracks_uv[last, 3]).all()
 
 
 def test_a_missing_tracker_repository_names_the_setting(tmp_path):
