@@ -208,6 +208,11 @@ class TrackConfig(_Frozen):
     )
     reacquire_ncc: float = Field(0.5, ge=-1, le=1, description="and when it looks like it did (NCC vs the last visible patch)")
     rigid_tol_m: float = Field(0.01, ge=0, description="a step disagreeing this much with its neighbours' rigid motion is not trusted (0: off)")
+    end_lost_movers: bool = Field(
+        False, description="a lost point moving more than 5 mm per frame that no neighbour moving like it carries ends "
+        "(off: it waits where it was lost and may be found there again, on smooth moving surfaces wrongly); on: moving "
+        "p90 much lower, a little less coverage (BENCHMARKS.md, issue 17)"
+    )
     flat_motion_m: float = Field(0.01, gt=0, description="textured tracks moving more than this make nearby flat points suspect")
     flat_radius_m: float = Field(
         0.05, gt=0, description="flat points this close to a moving textured track are dropped (0.1 emptied the table "

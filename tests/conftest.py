@@ -16,7 +16,8 @@ import pytest  # noqa: E402
 def prefect_harness():
     from prefect.testing.utilities import prefect_test_harness
 
-    with prefect_test_harness():
+    # 30 s by default: on two busy cores the server has taken longer to start (CI's slow suite errored on it)
+    with prefect_test_harness(server_startup_timeout=180):
         yield
 
 

@@ -5,7 +5,9 @@ Here each LK step must also agree in 3D: the lifted point has to land within `de
 track's own world motion predicts it. A point LK loses is carried with the rigid motion of nearby points
 that were moving like it (tasks/extract/rigid.py) and counts as seen again when LK from its last sighting
 finds it near that guess, or when the observed surface is within `reacquire_depth_m` of it and it still
-looks the same; after `max_gap_frames` unseen it is dropped. Points on flat texture are followed only as
+looks the same; after `max_gap_frames` unseen it is dropped. A moving point no neighbour carries stays where it
+was lost, and on a smooth moving surface (a robot's forearm) it is found there again and walks on as a static
+point, 15-20 cm off within a second; `end_lost_movers` (off by default: it costs coverage) ends it instead. Points on flat texture are followed only as
 static world points (their image motion is unobservable), seen where the surface is within `reacquire_depth_m`
 of them, plus the window's `pose_slack_m` (`track.estimated_pose_slack_m`, off by default) when the camera poses
 are estimated: their own error moves a static point by a few mm from frame to frame.
@@ -25,7 +27,7 @@ import numpy as np
 from tasks.config import TrackConfig
 from tasks.extract.chunks import Window
 from tasks.extract.lift import lift_points
-from tasks.extract.rigid import carry
+from tasks.extract.rigid import SAME_MOTION_M, carry
 from tasks.geometry import inside_image, project
 
 PATCH = 11
@@ -132,7 +134,11 @@ class Walk:
         if rest.size:
             anchors = np.flatnonzero(seen)
             moves = rest[~flat[rest]]  # flat points stay put: only a static one can be confirmed
-            X[moves], _ = carry(X[moves], X[anchors], Xn[anchors], V[moves], V[anchors])
+            X[moves], used = carry(X[moves], X[anchors], Xn[anchors], V[moves], V[anchors])
+            if cfg.end_lost_movers:  # nothing carried a moving point: where it went is unknown, so its track ends
+                uncarried = moves[(used == 0) & (np.linalg.norm(V[moves], axis=1) > SAME_MOTION_M)]
+                dead[uncarried] = True
+                rest = rest[~dead[rest]]
             proj = project(X[rest], K, w2c_s)
             in_view = np.isfinite(proj).all(1) & (proj[:, 2] > 0) & inside_image(proj[:, :2], W, H)
             c, pc = rest[in_view], proj[in_view, :2]

@@ -9,6 +9,9 @@ from __future__ import annotations
 import numpy as np
 from scipy.spatial import cKDTree
 
+SAME_MOTION_M = 0.005  # world motion per frame within which two points move alike (a hidden table point is not
+# dragged along by a passing gripper); also the speed above which a point counts as moving
+
 
 def kabsch_batch(src: np.ndarray, dst: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Weighted best rigid fits dst ≈ R @ src + t for batches (n,k,3) with weights (n,k): (R (n,3,3), t (n,3))."""
@@ -34,7 +37,7 @@ def carry(
     anchors_after: np.ndarray,
     point_vel: np.ndarray | None = None,
     anchor_vel: np.ndarray | None = None,
-    vel_tol_m: float = 0.005,
+    vel_tol_m: float = SAME_MOTION_M,
     k: int = 12,
     radius_m: float = 0.05,
     exclude_self: bool = False,
