@@ -7,10 +7,11 @@ that were moving like it (tasks/extract/rigid.py) and counts as seen again when 
 finds it near that guess, or when the observed surface is within `reacquire_depth_m` of it and it still
 looks the same; after `max_gap_frames` unseen it is dropped. A moving point no neighbour carries stays where it
 was lost, and on a smooth moving surface (a robot's forearm) it is found there again and walks on as a static
-point, 15-20 cm off within a second; `end_lost_movers` (off by default: it costs coverage) ends it instead. Points on flat texture are followed only as
-static world points (their image motion is unobservable), seen where the surface is within `reacquire_depth_m`
-of them, plus the window's `pose_slack_m` (`track.estimated_pose_slack_m`, off by default) when the camera poses
-are estimated: their own error moves a static point by a few mm from frame to frame.
+point, 15-20 cm off within a second; `end_lost_movers` (off by default: it costs coverage) ends it instead.
+Points on flat texture are followed only as static world points (their image motion is unobservable), seen
+where the surface is within `reacquire_depth_m` of them, plus the window's `pose_slack_m`
+(`track.estimated_pose_slack_m`, off by default) when the camera poses are estimated: their own error moves a
+static point by a few mm from frame to frame.
 
 A `Walk` holds all a step needs (last pixel, last 3D world position, velocity, frames unseen, templates),
 so a walk resumed chunk after chunk takes exactly the steps of one pass over the whole video: each step
