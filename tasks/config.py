@@ -21,8 +21,16 @@ class _Frozen(BaseModel):
 
 class DecodeConfig(_Frozen):
     target_fps: float | None = Field(None, gt=0, description="subsample to this rate; None keeps every frame")
-    max_frames: int = Field(3000, gt=1, description="episodes longer than this are cut (stored frames)")
+    max_frames: int = Field(
+        3000, gt=1, description="episodes longer than this are cut (stored frames; the row says so)"
+    )
     max_width: int | None = Field(None, gt=16, description="downscale wider frames to this width")
+    spill_mb: float = Field(
+        256.0, ge=0, description="an episode whose stored frames take more than this (MiB) keeps its per-pixel arrays "
+        "in files under spill_dir, read a block at a time (0: always)"
+    )
+    spill_dir: str = Field("", description="where spilled episodes' arrays go ('': the system temp directory); on "
+                           "a Ray cluster of several nodes, storage every node mounts")
 
 
 class DepthConfig(_Frozen):
@@ -166,7 +174,9 @@ class KeypointConfig(_Frozen):
     reseed_every: int = Field(
         10, ge=1, description="every this many frames (and at the last frame), seed new points where no track is visible"
     )
-    max_points: int = Field(2000, ge=1, description="cap on tracks per episode")
+    max_points: int = Field(
+        2000, ge=1, description="cap on the first tracking chunk's queries; later chunks top up to this many live tracks"
+    )
     dino: DinoConfig = DinoConfig()
 
 
@@ -292,7 +302,8 @@ class IngestConfig(_Frozen):
         an episode's data (camera, keys) themselves (tasks/run/lerobot_sources.py), so other ids stay as they were.
         """
         exclude = {
-            "corpus": True, "lerobot": True, "depth": {"device", "batch_size", "gpus"}, "captions": {"gpus"},
+            "corpus": True, "lerobot": True, "decode": {"spill_mb", "spill_dir"},
+            "depth": {"device", "batch_size", "gpus"}, "captions": {"gpus"},
             "track": {"device", "gpus"}, "keypoints": {"dino": {"device", "batch_size", "gpus"}},
         }
         return self.model_dump_json(exclude=exclude)

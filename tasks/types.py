@@ -124,6 +124,7 @@ class Episode:
     pose_source: str = ""
     meta: dict[str, Any] = field(default_factory=dict)
     demo: EpisodeDemo | None = None  # states and actions (sim actions.npy/states.npy, LeRobot columns)
+    spill_dir: str = ""  # where the per-pixel arrays live when they are on disk (tasks/extract/spill.py); "" in memory
     # keypoints
     gray: np.ndarray | None = None  # (T, H, W) uint8, made by keypoints for the tracker (dropped after it)
     seed_uv: np.ndarray | None = None  # (S, 2) float32 first-frame query proposals (stage 2), consumed by track

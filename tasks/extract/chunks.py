@@ -14,6 +14,7 @@ from typing import Protocol
 
 import numpy as np
 
+from tasks.extract.spill import release
 from tasks.types import Episode
 
 
@@ -62,7 +63,8 @@ class FrameSource(Protocol):
 
 
 class EpisodeFrames:
-    """An episode already in memory (the ingest pipeline's case): windows are views, nothing is copied."""
+    """An episode's own arrays (the ingest pipeline's case): windows are views, nothing is copied; a spilled
+    episode's mapped pages are dropped as the next window is taken."""
 
     def __init__(self, ep: Episode, rgb: bool = False, pose_slack_m: float = 0.0):
         self.ep, self.rgb, self.pose_slack_m = ep, rgb, pose_slack_m
@@ -70,6 +72,7 @@ class EpisodeFrames:
 
     def window(self, lo: int, hi: int) -> Window:
         ep = self.ep
+        release(ep.gray, ep.clean_depth, ep.frames)  # a spilled episode: the chunk before leaves memory
         rgb = ep.frames[lo:hi] if self.rgb else None
         return Window(lo, ep.gray[lo:hi], ep.clean_depth[lo:hi], ep.w2c[lo:hi], ep.K, rgb, self.pose_slack_m)
 

@@ -10,7 +10,8 @@ The video is read `track.chunk_frames` at a time, consecutive chunks sharing `ch
   later chunks only those on cells no visible track covers at that frame); with the classical one, frame 0's
   seeds in the first chunk, then at every `reseed_every` frame `propose` seeds new points in grid cells no
   visible track covers, tracked in one more pass (so a cell uncovered at several re-seed frames of a chunk may
-  be seeded at each of them; `max_points` caps all queries).
+  be seeded at each of them). `max_points` caps the first chunk's queries, and in each later chunk the tracks
+  handed on plus its new queries, so a long video keeps getting queries as tracks end.
 
 Every new query is tracked forwards and, on the time-reversed chunk, backwards. The offline model sees
 windows of `window` frames that share `overlap` frames; a track is handed on to the next window at
@@ -125,7 +126,8 @@ def track_cotracker(ep: Episode, s) -> Episode:
         if k == 0:
             quv = ep.seed_uv[: kcfg.max_points]
             rows.add(c.lo, np.zeros(len(quv), np.int64), quv, np.full(len(quv), -1), *run(np.zeros(len(quv), int), quv))
-        new_f, new_uv = _reseed(win, rows, c, later, kcfg, tcfg, s.coverage_grid, kcfg.max_points - rows.n, W, H)
+        budget = kcfg.max_points - (len(handed) if k else rows.n)  # later chunks: what ended is free
+        new_f, new_uv = _reseed(win, rows, c, later, kcfg, tcfg, s.coverage_grid, budget, W, H)
         if len(new_uv):
             rows.add(c.lo, new_f, new_uv, np.full(len(new_f), -1), *run(new_f, new_uv))
     qf, quv, ent, uv, vis = rows.done()

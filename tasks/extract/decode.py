@@ -29,6 +29,7 @@ from tasks.extract.episode_files import (
 )
 from tasks.extract.intrinsics import intrinsics_from_metadata, resize_intrinsics, video_metadata
 from tasks.extract.lerobot_episode import precheck_lerobot, read_lerobot
+from tasks.extract.spill import removed_on_error
 from tasks.extract.video import (
     FrameCount, Video, check_enough_frames, frame_files, probe_video, read_frame_dir, read_image, read_video,
     short_frames_tolerated,
@@ -115,7 +116,7 @@ def decode(
 
     depth = None
     if (path / "depth.npy").exists():
-        depth, corrupt = read_depth(path / "depth.npy", video.count, video.index, src_hw, size)
+        depth, corrupt = read_depth(path / "depth.npy", video.count, video.index, src_hw, size, video.spill_dir)
         meta = {**meta, "depth_corrupt_px": corrupt}
     K = w2c = None
     if (path / "cameras.npz").exists():
@@ -149,6 +150,7 @@ def _episode(src: EpisodeSource, video: Video, meta: dict, **arrays) -> Episode:
         pose_source="given" if w2c is not None else "",
         meta=meta,
         errors={NOTE_KEY: "; ".join(video.notes)} if video.notes else {},
+        spill_dir=video.spill_dir,
     )
 
 
@@ -164,4 +166,5 @@ class Decode(Stage[DecodeSettings]):
         precheck_source(src, settings.decode, settings.min_frames)
 
     def run(self, ep: Episode, settings: DecodeSettings) -> Episode:
-        return decode(ep.source, settings.decode, settings.min_frames, settings.lerobot)
+        with removed_on_error(settings.decode.spill_dir):
+            return decode(ep.source, settings.decode, settings.min_frames, settings.lerobot)

@@ -13,6 +13,7 @@ import numpy as np
 from tasks.config import DepthConfig, IngestConfig
 from tasks.errors import ConfigurationError, EpisodeInputError
 from tasks.extract.intrinsics import ensure_intrinsics
+from tasks.extract.spill import blocks, empty_like_episode, release
 from tasks.stage import Resources, Stage
 from tasks.types import Episode, EpisodeSource
 
@@ -22,17 +23,33 @@ _MAX_RATIO_SAMPLES = 2_000_000  # a strided subset is as good for a median and k
 
 
 def median_depth_ratio(predicted: np.ndarray, given: np.ndarray | None, min_px: int = 1) -> float:
-    """median(predicted / given) over pixels where both are valid (> 0, finite); NaN under `min_px` pairs."""
+    """median(predicted / given) over pixels where both are valid (> 0, finite); NaN under `min_px` pairs.
+
+    Read a block of frames at a time (two passes: count, then every step-th pair in pixel order), so a long
+    episode's depth is never held twice.
+    """
     if given is None:
         return float("nan")
-    ok = np.isfinite(given) & (given > 0) & np.isfinite(predicted) & (predicted > 0)
-    n = int(np.count_nonzero(ok))
+
+    def pairs(lo: int, hi: int) -> tuple[np.ndarray, np.ndarray]:
+        p, g = np.asarray(predicted[lo:hi]), np.asarray(given[lo:hi])
+        ok = np.isfinite(g) & (g > 0) & np.isfinite(p) & (p > 0)
+        return p[ok], g[ok]
+
+    counts = [len(pairs(lo, hi)[0]) for lo, hi in blocks(len(predicted))]
+    release(predicted, given)
+    n = sum(counts)
     if n < min_px:
         return float("nan")
-    ratio = predicted[ok] / given[ok]
-    if n > _MAX_RATIO_SAMPLES:
-        ratio = ratio[:: n // _MAX_RATIO_SAMPLES]
-    return float(np.median(ratio))
+    step = n // _MAX_RATIO_SAMPLES if n > _MAX_RATIO_SAMPLES else 1
+    ratios, start = [], 0
+    for (lo, hi), c in zip(blocks(len(predicted)), counts):
+        p, g = pairs(lo, hi)
+        first = (-start) % step  # global pair index start + first is the next multiple of step
+        ratios.append(p[first::step] / g[first::step])
+        start += c
+        release(predicted, given)
+    return float(np.median(np.concatenate(ratios)))
 
 
 def predict_depth(frames: np.ndarray, cfg: DepthConfig) -> np.ndarray:
@@ -67,7 +84,10 @@ def check_given_depth(ep: Episode) -> Episode:
     where = f"{ep.source.uri} ({feature})" if feature else f"{ep.source.uri}/depth.npy"
     if ep.depth is None:
         raise ConfigurationError(f"{where}: depth backend 'given' needs depth.npy (T,H,W meters), which is missing")
-    per_frame = (~np.isfinite(ep.depth)).reshape(len(ep.depth), -1).mean(axis=1)  # unknown share of each frame
+    per_frame = np.concatenate([  # unknown share of each frame
+        (~np.isfinite(ep.depth[lo:hi])).reshape(hi - lo, -1).mean(axis=1) for lo, hi in blocks(len(ep.depth))
+    ]) if len(ep.depth) else np.zeros(0)
+    release(ep.depth)
     frac = float(per_frame.mean()) if len(per_frame) else 0.0
     corrupt = ep.meta.get("depth_corrupt_px")
     if frac > MAX_INVALID_DEPTH_FRACTION:
@@ -99,11 +119,17 @@ def check_given_depth(ep: Episode) -> Episode:
 def estimate_depth(ep: Episode, cfg: DepthConfig) -> Episode:
     if cfg.backend == "given":
         return ensure_intrinsics(check_given_depth(ep), cfg)
-    predicted = predict_depth(ep.frames, cfg)
+    predicted = empty_like_episode(ep.spill_dir, "depth", ep.frames.shape[:3], np.float32)
+    for lo, hi in blocks(ep.n_frames):
+        predicted[lo:hi] = predict_depth(ep.frames[lo:hi], cfg)
+        release(ep.frames, predicted)
     ratio = median_depth_ratio(predicted, ep.depth, cfg.min_given_px)
-    if cfg.scale_to_given and np.isfinite(ratio) and ratio > 0:
-        predicted /= np.float32(ratio)
-    predicted[~(predicted > 0)] = np.nan  # unknown, as in given depth
+    for lo, hi in blocks(ep.n_frames):
+        d = predicted[lo:hi]
+        if cfg.scale_to_given and np.isfinite(ratio) and ratio > 0:
+            d /= np.float32(ratio)
+        d[~(d > 0)] = np.nan  # unknown, as in given depth
+        release(predicted)
     ep = ep.replace(depth=predicted, clean_depth=None, depth_source="depth-anything", depth_scale_ratio=ratio)
     return ensure_intrinsics(ep, cfg)
 

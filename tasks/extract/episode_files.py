@@ -16,6 +16,7 @@ import numpy as np
 
 from tasks.errors import EpisodeInputError
 from tasks.extract.intrinsics import check_pinhole
+from tasks.extract.spill import empty_like_episode, release
 from tasks.extract.video import FrameCount
 from tasks.types import EpisodeDemo
 
@@ -60,7 +61,8 @@ def check_depth_header(path: Path, count: FrameCount | None, src_hw: tuple[int, 
 
 
 def read_depth(
-    path: Path, count: FrameCount, index: np.ndarray, src_hw: tuple[int, int], size: tuple[int, int]
+    path: Path, count: FrameCount, index: np.ndarray, src_hw: tuple[int, int], size: tuple[int, int],
+    spill_dir: str = "",
 ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """depth.npy (T,H,W) meters -> float32 (T', h, w) at the kept frames and working size, NaN where unknown.
 
@@ -70,15 +72,20 @@ def read_depth(
     check_depth_header(path, count, src_hw)
     arr = np.load(path, mmap_mode="r", allow_pickle=False)
     step = max(1, (64 << 20) // max(1, src_hw[0] * src_hw[1] * 4))  # ~64 MB of source depth at a time
-    return depth_in_meters((arr[index[a : a + step]] for a in range(0, len(index), step)), len(index), src_hw, size)
+    def read(a: int) -> np.ndarray:
+        block = np.array(arr[index[a : a + step]])
+        release(arr)  # the mapped source pages go as soon as they are copied
+        return block
+
+    return depth_in_meters((read(a) for a in range(0, len(index), step)), len(index), src_hw, size, spill_dir=spill_dir)
 
 
 def depth_in_meters(
-    blocks, n: int, src_hw: tuple[int, int], size: tuple[int, int], scale: float = 1.0
+    blocks, n: int, src_hw: tuple[int, int], size: tuple[int, int], scale: float = 1.0, spill_dir: str = ""
 ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """Blocks of source depth frames (k, H, W) in stored units -> float32 (n, h, w) meters at the working size,
     NaN where unknown (NaN, +-inf or <= 0), with per frame the count of broken (+-inf, negative) source pixels."""
-    out = np.empty((n, size[1], size[0]), np.float32)
+    out = empty_like_episode(spill_dir, "depth", (n, size[1], size[0]), np.float32)
     infinite = np.zeros(n, np.int64)
     negative = np.zeros(n, np.int64)
     a = 0
@@ -91,6 +98,7 @@ def depth_in_meters(
         if size != (src_hw[1], src_hw[0]):
             d = np.stack([cv2.resize(x, size, interpolation=cv2.INTER_NEAREST) for x in d])
         out[a:b] = d
+        release(out)
         a = b
     return out, {"infinite": infinite, "negative": negative, "pixels": np.int64(src_hw[0] * src_hw[1])}
 

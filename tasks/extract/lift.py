@@ -10,28 +10,36 @@ import cv2
 import numpy as np
 
 from tasks.config import IngestConfig, LiftConfig
+from tasks.extract.spill import BLOCK_FRAMES, empty_like_episode, release
 from tasks.geometry import sample_bilinear, unproject
 from tasks.stage import Stage
 from tasks.types import Episode
 
 
-def filter_depth_edges(depth: np.ndarray, rel_jump: float, kernel_px: int, max_depth_m: float = np.inf) -> np.ndarray:
-    """Copy of depth (T,H,W) with NaN beyond `max_depth_m` and on the far side of depth edges.
+def filter_depth_edges(
+    depth: np.ndarray, rel_jump: float, kernel_px: int, max_depth_m: float = np.inf, out: np.ndarray | None = None
+) -> np.ndarray:
+    """Copy of depth (T,H,W) with NaN beyond `max_depth_m` and on the far side of depth edges (into `out`, float32
+    (T,H,W), if given: a spilled episode's file).
 
     A pixel is dropped when a neighbour is nearer by more than `rel_jump` of its depth. Only the far
     side goes, so thin foreground parts (fingers, handles) keep their depth while bilinear samples
     can no longer blend them with the background.
     """
-    out = np.array(depth, dtype=np.float32, copy=True)
+    out = np.empty(depth.shape, np.float32) if out is None else out
     k = np.ones((kernel_px, kernel_px), np.uint8)
     with np.errstate(invalid="ignore", divide="ignore"):
         for t in range(out.shape[0]):  # frame by frame: each frame's passes stay in cache
             d = out[t]
+            d[:] = depth[t]
             d[~(d <= max_depth_m)] = np.nan
             lo = cv2.erode(np.where(np.isfinite(d), d, np.float32(np.inf)), k)
             lo -= d
             lo /= d  # = -(d - lo) / d, exactly
             d[lo < -rel_jump] = np.nan  # background next to a nearer surface: mixes when sampled
+            if (t + 1) % BLOCK_FRAMES == 0:
+                release(depth, out)
+    release(depth, out)
     return out
 
 
@@ -50,6 +58,9 @@ def lift_tracks(uv: np.ndarray, visible: np.ndarray, depth: np.ndarray, K: np.nd
         idx = np.flatnonzero(visible[:, t])
         if idx.size:
             xyz[idx, t] = lift_points(uv[idx, t], depth[t], K, w2c[t])
+        if (t + 1) % BLOCK_FRAMES == 0:
+            release(depth)
+    release(depth)
     return xyz
 
 
@@ -57,7 +68,8 @@ def clean_depth(ep: Episode, cfg: LiftConfig) -> np.ndarray:
     """The episode's edge-filtered depth, computed once."""
     if ep.clean_depth is not None:
         return ep.clean_depth
-    return filter_depth_edges(ep.depth, cfg.edge_rel_jump, cfg.edge_kernel_px, cfg.max_depth_m)
+    out = empty_like_episode(ep.spill_dir, "clean-depth", ep.depth.shape, np.float32)
+    return filter_depth_edges(ep.depth, cfg.edge_rel_jump, cfg.edge_kernel_px, cfg.max_depth_m, out)
 
 
 def lift(ep: Episode, cfg: LiftConfig) -> Episode:

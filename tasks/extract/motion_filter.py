@@ -16,6 +16,7 @@ from tasks.config import FilterConfig, IngestConfig, TrackConfig
 from tasks.extract.keypoints import texture_map
 from tasks.extract.lift import lift_points
 from tasks.extract.lk import lk_forward_backward
+from tasks.extract.spill import BLOCK_FRAMES, release
 from tasks.geometry import inside_image, project
 from tasks.stage import Stage
 from tasks.types import Episode
@@ -153,6 +154,9 @@ def empty_cells(
         no_depth = empty & (known_share < 0.5)
         flat = empty & ~no_depth & (flat_share > 0.9)
         counts += [no_depth.sum(), flat.sum(), (empty & ~no_depth & ~flat).sum()]
+        if (t + 1) % BLOCK_FRAMES == 0:
+            release(frames, depth)
+    release(frames, depth)
     return EmptyCells(*(counts / max(1, T * grid * grid)).tolist())
 
 
@@ -168,14 +172,17 @@ def lk_step_jump_m(frames: np.ndarray, depth: np.ndarray, K: np.ndarray, w2c: np
     T, H, W = depth.shape
     vv, uu = np.mgrid[step_px // 2 : H : step_px, step_px // 2 : W : step_px]
     grid = np.stack([uu.ravel(), vv.ravel()], -1).astype(np.float32)
-    gray = [cv2.cvtColor(np.ascontiguousarray(f), cv2.COLOR_RGB2GRAY) for f in frames]
     jumps, tried = [], 0
+    nxt = cv2.cvtColor(np.ascontiguousarray(frames[0]), cv2.COLOR_RGB2GRAY) if T else None
     for t in range(T - 1):
-        eig = texture_map(gray[t], tex.track.window_px)
+        cur, nxt = nxt, cv2.cvtColor(np.ascontiguousarray(frames[t + 1]), cv2.COLOR_RGB2GRAY)
+        if (t + 1) % BLOCK_FRAMES == 0:
+            release(frames, depth)
+        eig = texture_map(cur, tex.track.window_px)
         p0 = grid[eig[grid[:, 1].astype(int), grid[:, 0].astype(int)] >= tex.min_corner_eig]
         if not len(p0):
             continue
-        p1, ok, fb = lk_forward_backward(gray[t], gray[t + 1], p0, p0, tex.track)
+        p1, ok, fb = lk_forward_backward(cur, nxt, p0, p0, tex.track)
         ok &= fb < tex.track.fb_max_px
         tried += len(ok)
         a = lift_points(p0[ok], depth[t], K, w2c[t])

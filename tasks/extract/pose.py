@@ -30,8 +30,9 @@ chunks. Above `max_scale_spread`, `metric_scale_ok` is False: the episode lands,
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
@@ -41,12 +42,14 @@ from tasks.config import IngestConfig, PoseConfig
 from tasks.errors import ConfigurationError, EpisodeInputError
 from tasks.geometry import invert_rigid
 from tasks.extract.odometry import FAILED, KeyframePoints, Registration, dense_refine, keyframe_points, register, to_gray
+from tasks.extract.spill import BLOCK_FRAMES, blocks, empty_like_episode, release
 from tasks.stage import Stage
 from tasks.types import Episode, EpisodeSource
 
 
 NOTE_KEY = "pose_note"  # errors[NOTE_KEY]: frames bridged in an episode that stays "ok"
 HOLDS_DEG = 12.0  # camera rotation per stored frame up to which registration held on the orbit sim (measured)
+POINTS_KEPT = 256  # frames whose corners stay cached (keyframes are re-registered to their neighbours later)
 COMFORTABLE_DEG = 6.0  # the rotation per stored frame the failure message's suggested frame rate aims at
 
 
@@ -197,16 +200,23 @@ def estimate_camera_poses(
 ) -> PoseEstimate:
     """Camera poses of RGB frames (T, H, W, 3) with depth (T, H, W) meters; see the module doc."""
     T = len(frames)
-    gray = [to_gray(f) for f in frames]
-    cache: dict[int, KeyframePoints] = {}
+    made = [0]
 
+    @functools.lru_cache(maxsize=POINTS_KEPT)
     def points(t: int) -> KeyframePoints:
-        if t not in cache:  # corners of every keyframe and candidate, sharing the frame's gray image
-            cache[t] = replace(keyframe_points(frames[t], depth[t], K, cfg), gray=gray[t])
-        return cache[t]
+        """Corners of a keyframe or candidate; recent ones kept (a pure function of the frame: an evicted one is
+        made again), so memory does not grow with the video's length."""
+        made[0] += 1
+        if made[0] % BLOCK_FRAMES == 0:
+            release(frames, depth)  # mapped (spilled) frames: drop the pages read so far
+        return keyframe_points(frames[t], depth[t], K, cfg)
+
+    @functools.lru_cache(maxsize=4)
+    def gray(t: int) -> np.ndarray:
+        return to_gray(frames[t])
 
     def reg(ref: int, cur: int, init: np.ndarray) -> Registration:
-        r = register(points(ref), gray[cur], K, cfg, init)
+        r = register(points(ref), gray(cur), K, cfg, init)
         if r.ok and cfg.dense_refine:
             T_ref_cur = dense_refine(frames[ref], depth[ref], frames[cur], depth[cur], K, r.T_ref_cur, cfg)
             r = Registration(T_ref_cur, r.n_inliers, r.information, True)
@@ -318,7 +328,10 @@ def estimate_poses(ep: Episode, cfg: PoseConfig) -> Episode:
         raise EpisodeInputError(f"{ep.source.uri}: {lost_message(est, ep)}")
     depth, clean = ep.depth, ep.clean_depth
     if similarity and (est.frame_scale != 1).any():
-        depth, clean = (ep.depth * est.frame_scale[:, None, None]).astype(np.float32), None
+        depth, clean = empty_like_episode(ep.spill_dir, "depth", ep.depth.shape, np.float32), None
+        for lo, hi in blocks(ep.n_frames):
+            depth[lo:hi] = ep.depth[lo:hi] * est.frame_scale[lo:hi, None, None]
+            release(depth, ep.depth)
     spread = est.scale_spread
     return ep.replace(
         w2c=invert_rigid(est.c2w),

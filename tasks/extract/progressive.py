@@ -13,6 +13,12 @@ several, forward walks take the very same steps; what can differ is only (a) how
 later chunk is tracked, and hence (b) which short tracks reach `min_visible_frames`: a track still alive at
 a chunk's end counts (for coverage and the `max_points` budget) until the last chunk decides.
 
+`max_points` caps the queries of the first chunk, as it caps a one-pass episode's. In a later chunk where at least a
+quarter of it has ended, one batch of new queries (at its first seed frame with uncovered cells) tops the tracks
+still walking up to `max_points`, so a long video keeps getting queries where its tracks have ended (a cut, a
+camera that turns away) while what is tracked at once stays bounded. One batch, not one per seed frame: each batch
+costs an LK call per frame while any of its points walks, so many small batches would make a long video slow.
+
 The flat-point rule (drop flat points near a moving textured track) needs each track's largest motion over
 the whole video; it is gathered frame by frame as frames leave memory, so nothing of size (N, T, 3) is made.
 """
@@ -68,6 +74,19 @@ class Store:
         self.uv[r], self.vis[r] = np.nan, False
         return self.uv[r], self.vis[r]
 
+    def make_room(self, extra: int, batches: list["Batch"]) -> None:
+        """At least `extra` free rows after those in use: a fuller store is copied into one twice its size (the rows
+        in use are then briefly held twice) and every batch's views are moved onto it."""
+        if self.n + extra <= len(self.uv):
+            return
+        cap = max(2 * len(self.uv), self.n + extra)
+        uv, vis = np.empty((cap, *self.uv.shape[1:]), np.float32), np.zeros((cap, self.vis.shape[1]), bool)
+        uv[: self.n], vis[: self.n] = self.uv[: self.n], self.vis[: self.n]
+        self.uv, self.vis = uv, vis
+        for b in batches:
+            r = slice(b.start, b.start + len(b.flat))
+            b.uv, b.vis = uv[r], vis[r]
+
     def keep(self, start: int, rows: np.ndarray) -> None:
         """Rows start + `rows` (ascending) move up to start, start + 1, ...; the rows after them are free again."""
         for j, i in enumerate(rows.tolist()):
@@ -100,6 +119,9 @@ class Batch:
         r = slice(self.start, store.n)
         return Batch(self.q, self.start, self.uv_q[keep], self.flat[keep], self.ent[keep], store.uv[r], store.vis[r],
                      self.fwd.subset(keep), self.ref[keep])
+
+
+TOP_UP_PART = 4  # a later chunk seeds again once this part of max_points (a quarter) has ended
 
 
 def check_chunks(tcfg: TrackConfig) -> None:
@@ -139,7 +161,7 @@ def track_progressive(src: FrameSource, seeds: Seeds, tcfg: TrackConfig, kcfg: K
     seeded = seeds.frame is not None
     todo = np.unique(seeds.frame) if seeded else seed_frames(T, kcfg.reseed_every)
     batches: list[Batch] = []
-    budget, done = kcfg.max_points, 0
+    budget, done = kcfg.max_points, 0  # the first chunk spends max_points; later ones top up what ended
     store = Store(max(kcfg.max_points, 0 if seeded else len(seeds.uv)), T)  # no more queries than the budget
     snaps: dict[int, list] = {}  # flat query frame -> [(batch, rows, xyz)] of textured tracks seen there
     flat_frames = set()
@@ -147,6 +169,11 @@ def track_progressive(src: FrameSource, seeds: Seeds, tcfg: TrackConfig, kcfg: K
         win = src.window(c.lo, c.hi)
         for b in batches:  # every existing track walks on into the chunk
             b.fwd.advance(win, c.hi, tcfg, b.uv, b.vis)
+        freed = kcfg.max_points - sum(int((~b.fwd.dead).sum()) for b in batches) if k else 0
+        top_up = freed - max(budget, 0) >= kcfg.max_points // TOP_UP_PART
+        if top_up:  # one batch of new queries, up to max_points tracks walking
+            budget = freed
+            store.make_room(budget, batches)
         for q in todo[(todo >= c.new) & (todo < c.hi)].tolist():
             if budget <= 0:
                 break
@@ -173,7 +200,7 @@ def track_progressive(src: FrameSource, seeds: Seeds, tcfg: TrackConfig, kcfg: K
                 kept |= ~b.fwd.dead  # still walking: later chunks decide
             b = b.subset(kept, store)
             batches.append(b)
-            budget -= len(b.flat)
+            budget = 0 if top_up else budget - len(b.flat)
             if b.flat.any():
                 flat_frames.add(q)
         nxt = spans[k + 1].lo if k + 1 < len(spans) else T

@@ -21,6 +21,7 @@ import pyarrow as pa
 from storage import schema as S
 from storage.frame_codec import encode_depth_png16, encode_jpeg
 from tasks.config import IngestConfig
+from tasks.extract.spill import release
 from tasks.types import PIPELINE_VERSION, Episode
 
 
@@ -131,15 +132,18 @@ def sample_rows(ep: Episode, cfg: IngestConfig) -> pa.Table:
     )
 
 
-def frame_rows(ep: Episode, cfg: IngestConfig) -> pa.Table:
+def frame_rows(ep: Episode, cfg: IngestConfig, lo: int = 0, hi: int | None = None) -> pa.Table:
+    """Rows of stored frames [lo, hi) (all by default): a long episode is written a block at a time."""
     if ep.frames is None or ep.status == "failed":
         return S.FRAMES.empty_table()
-    jpegs = [encode_jpeg(f, cfg.jpeg_quality) for f in ep.frames]
-    depths = [None] * len(jpegs) if ep.depth is None else [encode_depth_png16(d) for d in ep.depth]
+    hi = ep.n_frames if hi is None else hi
+    jpegs = [encode_jpeg(ep.frames[t], cfg.jpeg_quality) for t in range(lo, hi)]
+    depths = [None] * len(jpegs) if ep.depth is None else [encode_depth_png16(ep.depth[t]) for t in range(lo, hi)]
+    release(ep.frames, ep.depth)
     return pa.table(
         {
             "episode_id": pa.array([ep.source.episode_id] * len(jpegs)),
-            "frame": pa.array(np.arange(len(jpegs), dtype=np.int32)),
+            "frame": pa.array(np.arange(lo, hi, dtype=np.int32)),
             "jpeg": lance.blob_array(jpegs),
             "depth_png16": lance.blob_array(depths),
         },

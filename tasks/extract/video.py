@@ -25,6 +25,9 @@ from av.video.reformatter import Interpolation, VideoReformatter
 
 from tasks.config import DecodeConfig
 from tasks.errors import EpisodeInputError
+from tasks.extract.spill import FrameSink
+
+MiB = 1 << 20
 
 DECODE_THREADS = int(os.environ.get("MU0_DECODE_THREADS", "0"))
 MAX_SHORT_FRACTION = 0.02  # announced-but-missing frames tolerated, as a share of the announced count...
@@ -71,6 +74,7 @@ class Video:
     timestamps_s: np.ndarray | None = None  # (T,) seconds from the first decoded frame
     notes: tuple[str, ...] = ()
     src_fps: float = 0.0  # of the source frames; 0 when unknown
+    spill_dir: str = ""  # the frames are in a file there (tasks/extract/spill.py); "" in memory
 
 
 def subsample_stride(src_fps: float, target_fps: float | None) -> int:
@@ -117,7 +121,8 @@ def check_enough_frames(where: Path, n_src: int, src_fps: float, cfg: DecodeConf
 def cut_note(where: Path, n_src: int, index: list[int], stride: int, cfg: DecodeConfig) -> str | None:
     """What `decode.max_frames` cut off, for the episode row (status stays "ok"); None when nothing was cut.
 
-    Downstream stages hold every stored frame in memory, so the cap stays; it is never silent.
+    The tracks (dense (N, T) arrays) grow with the episode, its pixels do not (tasks/extract/spill.py), so a cap
+    stays; it is never silent.
     """
     stored = math.ceil(n_src / stride)
     if stored <= cfg.max_frames:
@@ -250,7 +255,10 @@ def read_video(path: Path, cfg: DecodeConfig, min_frames: int = 1, window: tuple
     info = probe_video(path)
     if window is not None:
         check_window(path, info, window)
-    frames: list[np.ndarray] = []
+    return _decode_into(FrameSink(cfg.spill_mb * MiB, cfg.spill_dir), path, cfg, min_frames, window)
+
+
+def _decode_into(frames: FrameSink, path: Path, cfg: DecodeConfig, min_frames: int, window) -> Video:
     index: list[int] = []
     pts: list = []
     n = 0
@@ -308,7 +316,7 @@ def read_video(path: Path, cfg: DecodeConfig, min_frames: int = 1, window: tuple
         raise
     except (av.error.FFmpegError, UnicodeDecodeError) as exc:
         raise EpisodeInputError(f"{path}: {_unreadable(path, exc)}") from exc
-    if not frames:
+    if not len(frames):
         span = "" if window is None else f" in [{window[0]:g}, {window[1]:g}) s"
         raise EpisodeInputError(f"{path}: no decodable frames{span} (the file is truncated or not a video)")
     notes = []
@@ -330,7 +338,7 @@ def read_video(path: Path, cfg: DecodeConfig, min_frames: int = 1, window: tuple
     if cut := cut_note(path, n, index, stride, cfg):
         notes.append(cut)
     return Video(
-        frames=np.stack(frames),
+        frames=frames.finish(),
         index=np.asarray(index, dtype=np.int32),
         fps=src_fps / stride if src_fps else 0.0,
         src_size=src_size,
@@ -338,6 +346,7 @@ def read_video(path: Path, cfg: DecodeConfig, min_frames: int = 1, window: tuple
         timestamps_s=times,
         notes=tuple(notes),
         src_fps=src_fps,
+        spill_dir=frames.spill_dir,
     )
 
 
@@ -363,11 +372,11 @@ def read_frame_dir(path: Path, cfg: DecodeConfig, fps: float, min_frames: int = 
     check_enough_frames(path, len(files), fps, cfg, min_frames)
     stride = subsample_stride(fps, cfg.target_fps)
     keep = list(range(0, len(files), stride))[: cfg.max_frames]
-    frames = []
+    frames = FrameSink(cfg.spill_mb * MiB, cfg.spill_dir)
     src_size = size = (0, 0)
     for i in keep:
         img = read_image(files[i])
-        if not frames:
+        if not len(frames):
             src_size = (img.shape[1], img.shape[0])
             size = working_size(*src_size, cfg.max_width)
         elif (img.shape[1], img.shape[0]) != src_size:
@@ -377,7 +386,8 @@ def read_frame_dir(path: Path, cfg: DecodeConfig, fps: float, min_frames: int = 
         frames.append(cv2.cvtColor(img, cv2.COLOR_BGR2RGB))
     cut = cut_note(path, len(files), keep, stride, cfg)
     return Video(
-        frames=np.stack(frames),
+        spill_dir=frames.spill_dir,
+        frames=frames.finish(),
         index=np.asarray(keep, dtype=np.int32),
         fps=fps / stride if fps else 0.0,
         src_size=src_size,

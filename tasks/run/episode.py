@@ -32,6 +32,7 @@ from tasks.extract.motion_filter import MotionFilter
 from tasks.extract.pose import Pose
 from tasks.extract.rows import episode_tables, frame_rows
 from tasks.extract.samples import BuildSamples
+from tasks.extract.spill import remove_spill
 from tasks.extract.track import Track
 from tasks.stage import Resources, Stage, resources_of, warm_all
 from tasks.types import Episode, EpisodeSource
@@ -160,13 +161,26 @@ def write_episode(
     """Rows of one episode as uncommitted fragments, per table (`written`: tables done ahead)."""
     done = dict(written or {}) if ep.status != "failed" else {}  # a failed episode keeps its episodes row only
     sch = schemas(cfg)
-    for name, rows in episode_tables(ep, cfg, skip=tuple(done)).items():
+    for name, rows in episode_tables(ep, cfg, skip=(*done, "frames")).items():
         if rows.num_rows:
             done[name] = write_uncommitted(root, name, rows, sch[name])
+    if "frames" not in done and (frags := write_frames(ep, cfg, root)):
+        done["frames"] = frags
     return done
 
 
+def write_frames(ep: Episode, cfg: IngestConfig, root: str) -> list[str]:
+    """The `frames` table's fragments, FRAME_BLOCK frames at a time: a long episode's encoded frames are never all
+    in memory at once."""
+    frags: list[str] = []
+    for lo in range(0, ep.n_frames if ep.status != "failed" else 0, FRAME_BLOCK):
+        rows = frame_rows(ep, cfg, lo, min(lo + FRAME_BLOCK, ep.n_frames))
+        frags += write_uncommitted(root, "frames", rows, schemas(cfg)["frames"])
+    return frags
+
+
 FRAMES_READY_AFTER = "pose"  # frames and depth are final once poses are known
+FRAME_BLOCK = 1024  # frames per `frames` fragment (JPEG + 16-bit PNG: some 10-100 MB at 640x360)
 
 
 def process_episode(
@@ -192,18 +206,17 @@ def process_episode(
 
         def write_frames_ahead(stage: str, ep: Episode) -> None:
             if side is not None and stage == FRAMES_READY_AFTER and ep.status == "ok":
-                pending["frames"] = side.submit(_frames_fragment, ep, cfg, root)
+                pending["frames"] = side.submit(write_frames, ep, cfg, root)
 
         ep = run_stages(src, cfg, after=write_frames_ahead, runners=runners)
         t1 = time.perf_counter()
-        written = {name: f.result() for name, f in pending.items()}
-        frags = write_episode(ep, cfg, root, written)
+        try:
+            written = {name: f.result() for name, f in pending.items()}
+            frags = write_episode(ep, cfg, root, written)
+        finally:
+            remove_spill(ep.spill_dir)
     timings = {**ep.timings, "write": time.perf_counter() - t1, "total": time.perf_counter() - t0}
     return EpisodeResult.of(ep, frags, timings)
-
-
-def _frames_fragment(ep: Episode, cfg: IngestConfig, root: str) -> list[str]:
-    return write_uncommitted(root, "frames", frame_rows(ep, cfg), schemas(cfg)["frames"])
 
 
 def failed_result(src: EpisodeSource, cfg: IngestConfig, root: str, stage: str, message: str) -> EpisodeResult:

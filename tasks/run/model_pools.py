@@ -28,6 +28,7 @@ from ray.exceptions import RayActorError
 
 from storage.faults import fault_point
 from tasks.config import IngestConfig
+from tasks.extract.spill import SpilledArray
 from tasks.run.episode import STAGES, StageFailed, model_stages, stage_error
 from tasks.types import Episode
 
@@ -76,6 +77,7 @@ class ModelActor:
     def __init__(self, stage: str, cfg: IngestConfig):
         self.stage = next(s for s in STAGES if s.name == stage)
         self.pid, self.calls, self.load_error = os.getpid(), 0, ""
+        self.node = ray.get_runtime_context().get_node_id()
         try:
             self.stage.warm(self.stage.settings(cfg))
         except Exception as exc:  # noqa: BLE001 - `run` meets the same error and reports it per episode
@@ -83,7 +85,8 @@ class ModelActor:
 
     def info(self) -> dict:
         """Where this actor lives and what it did (the runner waits on it: the model is loaded by then)."""
-        return {"stage": self.stage.name, "pid": self.pid, "calls": self.calls, "load_error": self.load_error}
+        return {"stage": self.stage.name, "pid": self.pid, "node": self.node, "calls": self.calls,
+                "load_error": self.load_error}
 
     def run(self, ep: Episode, settings: object) -> dict | StageFailure:
         """The fields the stage changed (arrays it left alone stay out: no frames sent back), or its failure."""
@@ -110,22 +113,35 @@ def _writable(value: object) -> object:
     return np.array(value) if isinstance(value, np.ndarray) and not value.flags.writeable else value
 
 
+def _in_memory(ep: Episode) -> Episode:
+    """The episode with its spilled arrays read into memory, for an actor on another node (their files are here)."""
+    arrays = {f.name: np.array(v) for f in dataclasses.fields(Episode)
+              if isinstance(v := getattr(ep, f.name), SpilledArray)}
+    return ep.replace(**arrays, spill_dir="")
+
+
 @dataclass(frozen=True)
 class PooledStage:
-    """Runs a stage on one actor of its pool, in place of `stage.run` (picklable: goes to the episode task)."""
+    """Runs a stage on one actor of its pool, in place of `stage.run` (picklable: goes to the episode task).
+
+    A spilled episode travels as its files' paths when the actor is on this node (`node`); to an actor on another
+    node its arrays go through the object store, as an episode held in memory does.
+    """
 
     stage: str
     actor: ray.actor.ActorHandle
+    node: str = ""
 
     def __call__(self, ep: Episode, settings: object) -> Episode:
+        far = ep.spill_dir and self.node != ray.get_runtime_context().get_node_id()
         try:
-            reply = ray.get(self.actor.run.remote(ep, settings))
+            reply = ray.get(self.actor.run.remote(_in_memory(ep) if far else ep, settings))
         except RayActorError as exc:
             why = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise StageFailed(f"{ep.source.uri}: the {self.stage} model actor died ({why[:500]})") from None
         if isinstance(reply, StageFailure):
             raise StageFailed(reply.message)
-        return ep.replace(**{k: _writable(v) for k, v in reply.items()})
+        return ep.replace(**{k: _writable(v) for k, v in reply.items()} | {"spill_dir": ep.spill_dir})
 
 
 class ModelPools:
@@ -137,6 +153,7 @@ class ModelPools:
     ):
         self.specs = specs
         self.actors: dict[str, list[ray.actor.ActorHandle]] = {}
+        self.nodes: dict = {}  # actor id -> node id (wait_ready learns them)
         for spec in specs:
             cls = ray.remote(
                 num_cpus=0, num_gpus=spec.gpus, max_concurrency=concurrency,
@@ -147,7 +164,8 @@ class ModelPools:
             self.actors[spec.stage] = [cls.remote(spec.stage, cfg) for _ in range(spec.actors)]
 
     def wait_ready(self, timeout_s: float = READY_TIMEOUT_S) -> list[dict]:
-        """Block until every actor has loaded its model (or failed to: episodes then report it)."""
+        """Block until every actor has loaded its model (or failed to: episodes then report it); learns each
+        actor's node."""
         refs = [a.info.remote() for pool in self.actors.values() for a in pool]
         ready, waiting = ray.wait(refs, num_returns=len(refs), timeout=timeout_s)
         if waiting:
@@ -161,10 +179,13 @@ class ModelPools:
                 out.append(ray.get(ref))
             except RayActorError as exc:  # died while loading: each episode's call reports it (after the restarts)
                 out.append({"load_error": f"actor died: {exc}"[:500]})
+        actors = [a for pool in self.actors.values() for a in pool]
+        self.nodes = {a._actor_id: info.get("node", "") for a, info in zip(actors, out)}
         return out
 
     def runners(self, i: int) -> dict[str, PooledStage]:
-        return {name: PooledStage(name, pool[i % len(pool)]) for name, pool in self.actors.items()}
+        picked = {name: pool[i % len(pool)] for name, pool in self.actors.items()}
+        return {name: PooledStage(name, a, self.nodes.get(a._actor_id, "")) for name, a in picked.items()}
 
     def info(self) -> list[dict]:
         return ray.get([a.info.remote() for pool in self.actors.values() for a in pool])

@@ -81,7 +81,7 @@ def test_config_file_flags_and_set_reach_the_stored_config_in_that_order(prefect
 def test_wrong_setting_path_or_value_is_refused_before_anything_runs(tmp_path):
     res = runner.invoke(app, ["ingest", str(tmp_path), "--set", "decode.target_fsp=5"])
     assert res.exit_code == 2 and isinstance(res.exception, SystemExit)
-    assert ("unknown setting 'decode.target_fsp'; decode has: max_frames, max_width, target_fps. "
+    assert ("unknown setting 'decode.target_fsp'; decode has: max_frames, max_width, spill_dir, spill_mb, target_fps. "
             "Did you mean 'decode.target_fps'?") in _said(res)
     res = runner.invoke(app, ["ingest", str(tmp_path), "--set", "track.fb_max_px=-0.5"])
     assert res.exit_code == 2 and "invalid value for 'track.fb_max_px': Input should be greater than 0 (got -0.5)" in _said(res)

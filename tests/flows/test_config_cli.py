@@ -58,7 +58,7 @@ def test_unknown_preset_lists_both_kinds():
 def test_wrong_settings_are_refused_without_a_traceback(tmp_path):
     res = runner.invoke(app, ["config", "show", "--preset", "sim", "--set", "decode.target_fsp=5"])
     assert res.exit_code == 2 and isinstance(res.exception, SystemExit) and "Traceback" not in res.output
-    assert ("unknown setting 'decode.target_fsp'; decode has: max_frames, max_width, target_fps. "
+    assert ("unknown setting 'decode.target_fsp'; decode has: max_frames, max_width, spill_dir, spill_mb, target_fps. "
             "Did you mean 'decode.target_fps'?") in text(res)
     res = runner.invoke(app, ["config", "show", "--set", "decode.target_fps=-1"])
     assert res.exit_code == 2 and "invalid value for 'decode.target_fps': Input should be greater than 0" in text(res)

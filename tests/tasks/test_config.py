@@ -59,7 +59,7 @@ def test_a_wrong_path_lists_the_level_and_the_closest_match():
     cfg = get_preset("sim")
     with pytest.raises(SettingError) as err:
         with_overrides(cfg, {"decode.target_fsp": 5})
-    assert str(err.value) == ("unknown setting 'decode.target_fsp'; decode has: max_frames, max_width, target_fps. "
+    assert str(err.value) == ("unknown setting 'decode.target_fsp'; decode has: max_frames, max_width, spill_dir, spill_mb, target_fps. "
                               "Did you mean 'decode.target_fps'?")
     with pytest.raises(SettingError, match=r"unknown setting 'trak.fb_max_px'; the top level has: .*track.*"
                                            r"Did you mean 'track.fb_max_px'\?"):
@@ -96,7 +96,7 @@ def test_a_partial_config_file_merges_deeply_over_the_preset(tmp_path):
     (None, "cannot read config file"),
     ("decode: [1\n", "is not YAML: expected ',' or ']'"),
     ("- decode\n", "must hold a mapping of settings, not a list"),
-    ("decode:\n  fps: 5\n", r"unknown setting 'decode.fps'; decode has: max_frames, max_width, target_fps"),
+    ("decode:\n  fps: 5\n", r"unknown setting 'decode.fps'; decode has: max_frames, max_width, spill_dir, spill_mb, target_fps"),
 ])
 def test_a_bad_config_file_is_refused_clearly(tmp_path, text, message):
     path = tmp_path / "c.yaml"

@@ -1,7 +1,8 @@
 """A synthetic video of any length, rendered a window at a time: a textured wall 2 m away, a textured box 1.5 m
 away sliding left and right, and (from frame `enter` on) a second box that appears in front of the wall.
 
-Static camera, exact depth. `SceneVideo.window` renders only the frames asked for, so a long video never sits in
+With `cut_every`, the video cuts between two walls every that many frames (the same box still sliding), as
+long footage does; static camera, exact depth. `SceneVideo.window` renders only the frames asked for, so a long video never sits in
 memory (the long-video benchmark); `episode` renders all of it as the ingest pipeline holds it after stage 2.
 """
 
@@ -33,7 +34,8 @@ def _pattern(rng, waves: int = 16):
 
 
 class SceneVideo:
-    def __init__(self, n_frames: int, width: int = 96, height: int = 72, enter: int | None = None, seed: int = 0):
+    def __init__(self, n_frames: int, width: int = 96, height: int = 72, enter: int | None = None, seed: int = 0,
+                 cut_every: int | None = None):
         rng = np.random.default_rng(seed)
         self.n_frames, self.image_size = n_frames, (width, height)
         self.enter = n_frames if enter is None else enter
@@ -45,6 +47,8 @@ class SceneVideo:
         self.box_y, self.box_x0, self.amp = height // 6, width // 4, width // 8
         self.new_at = (height - side - height // 8, width - side - width // 6)  # (row, col): lower right
         self.lift = LiftConfig()
+        self.cut_every = cut_every or n_frames
+        self.other_wall = _pattern(np.random.default_rng(seed + 1))(self.u, self.v)
 
     def box_x(self, t: int) -> float:
         """Column of the sliding box's left edge at frame t (a period of 120 frames, at most 0.6 px a frame)."""
@@ -56,7 +60,8 @@ class SceneVideo:
 
     def render(self, t: int) -> tuple[np.ndarray, np.ndarray]:
         """Grey frame (H,W) uint8 and depth (H,W) float32 m."""
-        img, z = self.wall.copy(), np.full(self.wall.shape, WALL_M, np.float32)
+        wall = self.other_wall if (t // self.cut_every) % 2 else self.wall
+        img, z = wall.copy(), np.full(self.wall.shape, WALL_M, np.float32)
         if t >= self.enter:
             rows, cols = self.new_box_cells()
             img[rows, cols], z[rows, cols] = self.new_box[rows, cols], NEW_BOX_M

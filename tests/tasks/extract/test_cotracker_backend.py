@@ -160,3 +160,17 @@ def test_cotracker_tracks_chunk_by_chunk_with_stable_rows():
     carried = out.visible[:, 2:4].any(1)
     assert carried[first].sum() >= 2  # at least the seeds at frames 2 and 3 are seen in the overlap
     assert not out.visible[first & ~carried, 4:].any()  # a track unseen throughout the overlap ends there
+
+
+@pytest.mark.slow
+@needs_vendor
+def test_a_later_chunk_tops_the_budget_up_by_the_tracks_that_ended():
+    """Frame 0's five seeds spend `max_points` = 5; a track not seen in the overlap (frames 2-3) ends, and the second
+    chunk may query as many new points (at the last frame) as ended, no more."""
+    ep = small_episode(T=6).replace(seed_frame=None, seed_entity=None)
+    ep = ep.replace(gray=ep.frames.mean(-1).astype(np.uint8))
+    out = Track().run(ep, settings(keypoints={"reseed_every": 5, "max_points": 5}, chunk_frames=4, chunk_overlap=2))
+    first, last = out.query_frame == 0, out.query_frame == 5
+    handed = int(out.visible[first, 2:4].any(1).sum())
+    assert first.sum() == 5 and set(out.query_frame.tolist()) <= {0, 5}
+    assert 1 <= last.sum() <= 5 - handed, (handed, last.sum())

@@ -108,3 +108,26 @@ def test_an_overlap_as_long_as_the_chunk_is_refused():
     ep = scene.episode(s.keypoints, s.track.window_px)
     with pytest.raises(ConfigurationError, match=r"track\.chunk_overlap"):
         Track().run(ep, s)
+
+
+def test_a_long_video_keeps_getting_queries_after_its_tracks_end():
+    """`max_points` is spent at frame 0; the video cuts to another wall at frame 80 (and back at 160), so the wall's
+    tracks end. Each later chunk tops the budget up by the tracks that ended: the new wall is covered as the old one
+    was. A video of one chunk keeps the per-episode budget of the one-pass tracker."""
+    budget, cut, n = 60, 80, 200
+    scene = SceneVideo(n, cut_every=cut)
+    s = settings(**{"keypoints.max_points": budget, "track.chunk_frames": CHUNK, "track.chunk_overlap": OVERLAP})
+    ep = Track().run(scene.episode(s.keypoints, s.track.window_px), s)
+    W, H = scene.image_size
+
+    def covered(t):
+        return 1 - uncovered_mask(ep.tracks_uv[ep.visible[:, t], t], W, H, s.coverage_grid).mean()
+
+    assert (ep.query_frame == 0).sum() == budget  # the first chunk: as before
+    late = ep.query_frame >= cut
+    assert late.sum() >= 0.8 * budget, np.unique(ep.query_frame, return_counts=True)
+    assert covered(0) >= 0.15 and covered(n - 1) >= 0.8 * covered(0), (covered(0), covered(n - 1))
+    one = Track().run(scene.episode(s.keypoints, s.track.window_px), settings(**{"keypoints.max_points": budget,
+                                                                                  "track.chunk_frames": n}))
+    assert len(one.query_frame) == budget and covered(n - 1) > 10 * (
+        1 - uncovered_mask(one.tracks_uv[one.visible[:, -1], -1], W, H, s.coverage_grid).mean())
