@@ -36,8 +36,10 @@ def median_depth_ratio(predicted: np.ndarray, given: np.ndarray | None, min_px: 
         ok = np.isfinite(g) & (g > 0) & np.isfinite(p) & (p > 0)
         return p[ok], g[ok]
 
-    counts = [len(pairs(lo, hi)[0]) for lo, hi in blocks(len(predicted))]
-    release(predicted, given)
+    counts = []
+    for lo, hi in blocks(len(predicted)):
+        counts.append(len(pairs(lo, hi)[0]))
+        release(predicted, given)
     n = sum(counts)
     if n < min_px:
         return float("nan")
@@ -84,10 +86,10 @@ def check_given_depth(ep: Episode) -> Episode:
     where = f"{ep.source.uri} ({feature})" if feature else f"{ep.source.uri}/depth.npy"
     if ep.depth is None:
         raise ConfigurationError(f"{where}: depth backend 'given' needs depth.npy (T,H,W meters), which is missing")
-    per_frame = np.concatenate([  # unknown share of each frame
-        (~np.isfinite(ep.depth[lo:hi])).reshape(hi - lo, -1).mean(axis=1) for lo, hi in blocks(len(ep.depth))
-    ]) if len(ep.depth) else np.zeros(0)
-    release(ep.depth)
+    per_frame = np.zeros(len(ep.depth))  # unknown share of each frame
+    for lo, hi in blocks(len(ep.depth)):
+        per_frame[lo:hi] = (~np.isfinite(ep.depth[lo:hi])).reshape(hi - lo, -1).mean(axis=1)
+        release(ep.depth)
     frac = float(per_frame.mean()) if len(per_frame) else 0.0
     corrupt = ep.meta.get("depth_corrupt_px")
     if frac > MAX_INVALID_DEPTH_FRACTION:

@@ -71,7 +71,7 @@ def read_depth(
     """
     check_depth_header(path, count, src_hw)
     arr = np.load(path, mmap_mode="r", allow_pickle=False)
-    step = max(1, (64 << 20) // max(1, src_hw[0] * src_hw[1] * 4))  # ~64 MB of source depth at a time
+    step = max(1, (16 << 20) // max(1, src_hw[0] * src_hw[1] * 4))  # ~16 MB of source depth at a time (a few copies)
     def read(a: int) -> np.ndarray:
         block = np.array(arr[index[a : a + step]])
         release(arr)  # the mapped source pages go as soon as they are copied

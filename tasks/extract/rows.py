@@ -105,27 +105,31 @@ def track_rows(ep: Episode) -> pa.Table:
     )
 
 
-def sample_rows(ep: Episode, cfg: IngestConfig) -> pa.Table:
+def sample_rows(ep: Episode, cfg: IngestConfig, lo: int = 0, hi: int | None = None) -> pa.Table:
+    """Rows of the sampled frames [lo, hi) (all by default; index into `ep.samples.frames`): a long episode is
+    written a block at a time, so its samples are not held again as Arrow rows all at once."""
     schema = S.samples_schema(cfg.retarget.future_len, cfg.retarget.history_len)
     s = ep.samples
     if ep.status != "ok" or s is None or s.n_frames == 0:
         return schema.empty_table()
+    hi = s.n_frames if hi is None else hi
     L, Lh = s.future.shape[1], s.history.shape[1]
-    off = s.offsets.astype(np.int64)
-    F = s.n_frames
+    a, b = int(s.offsets[lo]), int(s.offsets[hi])
+    off = s.offsets[lo : hi + 1].astype(np.int64) - a
+    frames, F = s.frames[lo:hi], hi - lo
     return pa.table(
         {
             "episode_id": pa.array([ep.source.episode_id] * F),
-            "frame": pa.array(s.frames.astype(np.int32)),
-            "keypoints_uv": _ragged(_fixed(s.keypoints_uv, 2), off),
-            "track_id": _ragged(pa.array(s.track_index.astype(np.int32)), off),
-            "future": _ragged(pa.FixedSizeListArray.from_arrays(_fixed(s.future.reshape(-1, 3), 3), L), off),
-            "future_valid": _ragged(_fixed(s.future_valid, L, pa.bool_()), off),
-            "history": _ragged(pa.FixedSizeListArray.from_arrays(_fixed(s.history.reshape(-1, 3), 3), Lh), off),
-            "history_valid": _ragged(_fixed(s.history_valid, Lh, pa.bool_()), off),
-            "cluster_id": _ragged(pa.array(s.cluster_id.astype(np.int32)), off),
+            "frame": pa.array(frames.astype(np.int32)),
+            "keypoints_uv": _ragged(_fixed(s.keypoints_uv[a:b], 2), off),
+            "track_id": _ragged(pa.array(s.track_index[a:b].astype(np.int32)), off),
+            "future": _ragged(pa.FixedSizeListArray.from_arrays(_fixed(s.future[a:b].reshape(-1, 3), 3), L), off),
+            "future_valid": _ragged(_fixed(s.future_valid[a:b], L, pa.bool_()), off),
+            "history": _ragged(pa.FixedSizeListArray.from_arrays(_fixed(s.history[a:b].reshape(-1, 3), 3), Lh), off),
+            "history_valid": _ragged(_fixed(s.history_valid[a:b], Lh, pa.bool_()), off),
+            "cluster_id": _ragged(pa.array(s.cluster_id[a:b].astype(np.int32)), off),
             "caption_ids": pa.array(
-                [[] for _ in range(F)] if ep.captions is None else ep.captions.ids_covering(s.frames), pa.list_(pa.int32())
+                [[] for _ in range(F)] if ep.captions is None else ep.captions.ids_covering(frames), pa.list_(pa.int32())
             ),
         },
         schema=schema,

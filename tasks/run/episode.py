@@ -30,7 +30,7 @@ from tasks.extract.keypoints import Keypoints
 from tasks.extract.lift import Lift
 from tasks.extract.motion_filter import MotionFilter
 from tasks.extract.pose import Pose
-from tasks.extract.rows import episode_tables, frame_rows
+from tasks.extract.rows import episode_tables, frame_rows, sample_rows
 from tasks.extract.samples import BuildSamples
 from tasks.extract.spill import remove_spill
 from tasks.extract.track import Track
@@ -161,26 +161,34 @@ def write_episode(
     """Rows of one episode as uncommitted fragments, per table (`written`: tables done ahead)."""
     done = dict(written or {}) if ep.status != "failed" else {}  # a failed episode keeps its episodes row only
     sch = schemas(cfg)
-    for name, rows in episode_tables(ep, cfg, skip=(*done, "frames")).items():
+    for name, rows in episode_tables(ep, cfg, skip=(*done, *BLOCKED)).items():
         if rows.num_rows:
             done[name] = write_uncommitted(root, name, rows, sch[name])
-    if "frames" not in done and (frags := write_frames(ep, cfg, root)):
-        done["frames"] = frags
+    for name in BLOCKED:
+        if name not in done and (frags := write_blocks(name, ep, cfg, root)):
+            done[name] = frags
     return done
 
 
-def write_frames(ep: Episode, cfg: IngestConfig, root: str) -> list[str]:
-    """The `frames` table's fragments, FRAME_BLOCK frames at a time: a long episode's encoded frames are never all
-    in memory at once."""
+def write_blocks(name: str, ep: Episode, cfg: IngestConfig, root: str) -> list[str]:
+    """A table that grows with the episode (`BLOCKED`), FRAME_BLOCK frames per fragment: a long episode's encoded
+    frames, or its samples as Arrow rows, are never all in memory at once."""
+    rows_of, count = BLOCKED[name]
+    n = count(ep) if ep.status != "failed" else 0
     frags: list[str] = []
-    for lo in range(0, ep.n_frames if ep.status != "failed" else 0, FRAME_BLOCK):
-        rows = frame_rows(ep, cfg, lo, min(lo + FRAME_BLOCK, ep.n_frames))
-        frags += write_uncommitted(root, "frames", rows, schemas(cfg)["frames"])
+    for lo in range(0, n, FRAME_BLOCK):
+        rows = rows_of(ep, cfg, lo, min(lo + FRAME_BLOCK, n))
+        if rows.num_rows:
+            frags += write_uncommitted(root, name, rows, schemas(cfg)[name])
     return frags
 
 
 FRAMES_READY_AFTER = "pose"  # frames and depth are final once poses are known
-FRAME_BLOCK = 1024  # frames per `frames` fragment (JPEG + 16-bit PNG: some 10-100 MB at 640x360)
+FRAME_BLOCK = 1024  # frames per `frames` or `samples` fragment (JPEG + 16-bit PNG: some 10-100 MB at 640x360)
+BLOCKED = {  # tables written a block of frames at a time: rows of [lo, hi), and how many frames there are
+    "frames": (frame_rows, lambda ep: ep.n_frames),
+    "samples": (sample_rows, lambda ep: ep.samples.n_frames if ep.samples is not None else 0),
+}
 
 
 def process_episode(
@@ -206,7 +214,7 @@ def process_episode(
 
         def write_frames_ahead(stage: str, ep: Episode) -> None:
             if side is not None and stage == FRAMES_READY_AFTER and ep.status == "ok":
-                pending["frames"] = side.submit(write_frames, ep, cfg, root)
+                pending["frames"] = side.submit(write_blocks, "frames", ep, cfg, root)
 
         ep = run_stages(src, cfg, after=write_frames_ahead, runners=runners)
         t1 = time.perf_counter()

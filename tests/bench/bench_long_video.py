@@ -25,6 +25,10 @@ Both ingest modes lift `decode.max_frames` above the video's length.
 `--cut-every S` cuts between two walls every S seconds, so the wall's tracks end at each cut and later chunks
 must seed new ones (the `max_points` top-up); without it almost every track lives to the end.
 
+For the ingest modes `to_entities` is the peak RSS once the stages that read pixels are done (decode to entities),
+before the samples are built; `outputs` also counts the samples (future and history points with their masks, uv, track
+and cluster per sample), which the `samples` table's rows copy once more while they are written.
+
 Recorded: RSS once the input is ready (`before`), the peak, the outputs' bytes (tracks_uv (N,T,2) float32 +
 visible (N,T) bool: they grow with N x T by definition), tracks kept, and seconds. What the tracker itself
 holds is the peak less `before` less the outputs.
@@ -111,8 +115,9 @@ def episode_dir(n_frames: int, fps: float, cut_every: int, root: Path) -> Path:
 
 def _ingest_child(n_frames: int, mode: str, sets: dict, cut_every: int) -> dict:
     from tasks.config import get_preset, with_overrides
+    from tasks.extract.spill import remove_spill
     from tasks.run.discover import discover
-    from tasks.run.episode import process_episode
+    from tasks.run.episode import run_stages, write_episode
 
     folder = Path(os.environ["MU0_BENCH_EPISODE"])
     spill = {"decode.spill_mb": 0} if mode == "ingest" else {"decode.spill_mb": 1e9}
@@ -121,15 +126,19 @@ def _ingest_child(n_frames: int, mode: str, sets: dict, cut_every: int) -> dict:
         "captions.backend": "off"})
     src = discover(str(folder), cfg)[0]
     before, t0 = _rss_mib(), time.perf_counter()
+    peaks: dict[str, float] = {}  # ru_maxrss after each stage (process_episode's steps, the frames written inline)
+    ep = run_stages(src, cfg, after=lambda name, _: peaks.__setitem__(name, round(_rss_mib(), 1)))
     with tempfile.TemporaryDirectory() as root:
-        res = process_episode(src, cfg, root, overlap_writes=False)
+        write_episode(ep, cfg, root)
+    remove_spill(ep.spill_dir)
     seconds = time.perf_counter() - t0
-    T = res.n_frames
-    outputs = res.n_tracks * T * (2 * 4 + 3 * 4 + 1) / MiB  # tracks_uv + tracks_xyz + visible
+    T, L = ep.n_frames, cfg.retarget.future_len + cfg.retarget.history_len
+    tracks = ep.n_tracks * T * (2 * 4 + 3 * 4 + 1)  # tracks_uv + tracks_xyz + visible
+    samples = ep.n_samples * (L * (3 * 4 + 1) + 2 * 4 + 4 + 4)  # future/history + valid, uv, track, cluster
     return {"frames": T, "mode": mode, "before_mib": round(before, 1), "peak_mib": round(_rss_mib(), 1),
-            "outputs_mib": round(outputs, 1), "tracks": res.n_tracks, "seconds": round(seconds, 1),
-            "status": f"{res.status} {res.error_text[:80]}".strip(), "samples": res.n_samples,
-            "timings": {k: round(v, 1) for k, v in res.timings.items()}}
+            "outputs_mib": round((tracks + samples) / MiB, 1), "tracks": ep.n_tracks, "seconds": round(seconds, 1),
+            "status": f"{ep.status} {'; '.join(ep.errors.values())[:80]}".strip(), "samples": ep.n_samples,
+            "to_entities_mib": peaks.get("entities"), "timings": {k: round(v, 1) for k, v in ep.timings.items()}}
 
 
 def main() -> None:
@@ -170,7 +179,7 @@ def main() -> None:
             rows.append(row)
             print(json.dumps(row), flush=True)
     cols = ["minutes", "frames", "mode", "before_mib", "peak_mib", "outputs_mib", "tracker_mib", "tracks",
-            "visible_at_end", "status", "seconds"]
+            "visible_at_end", "to_entities_mib", "status", "seconds"]
     md = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     md += ["| " + " | ".join(str(r.get(c, "")) for c in cols) + " |" for r in rows]
     print("\n".join(md))
