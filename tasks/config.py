@@ -264,6 +264,10 @@ class RetargetConfig(_Frozen):
     history_len: int = Field(32, ge=1)
     top_frac: float = Field(0.02, gt=0, le=1, description="robust speed = mean of this top fraction of segment lengths")
     min_future_steps: int = Field(2, ge=1, description="frames with fewer valid future steps are skipped")
+    max_span_frames: int = Field(
+        3000, ge=1, description="how far (stored frames) an anchor's future and history may reach; keeps the samples "
+        "stage linear in the episode's length (episodes up to this long are unaffected)"
+    )
 
 
 class LeRobotConfig(_Frozen):

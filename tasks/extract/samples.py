@@ -75,7 +75,8 @@ def anchor_samples(
         Forward (+1) or backward (-1) from the anchors; the clock runs over each anchor's `rows`.
         """
         speed = robust_segment_speed(seg_of, seg_ok_of & rows[..., None], cfg.top_frac)  # (A, T-1) per segment
-        j = ts[:, None] + (np.arange(T - 1) if direction > 0 else -1 - np.arange(T - 1))  # the anchor's segments
+        steps = np.arange(min(T - 1, cfg.max_span_frames))
+        j = ts[:, None] + (steps if direction > 0 else -1 - steps)  # the anchor's segments, up to max_span_frames
         window = (j >= 0) & (j < T - 1)
         tau, inside = clock(np.where(window, np.take_along_axis(speed, np.clip(j, 0, T - 2), -1), 0.0), cfg.step, length)
         k0 = np.floor(tau).astype(np.int64)
@@ -133,11 +134,14 @@ def build_samples(ep: Episode, cfg: RetargetConfig) -> Episode:
     cluster = ep.cluster_id if ep.cluster_id is not None else np.full(n_tracks, -1)
     anchors = np.flatnonzero(known[moving].any(0))  # frames where some moving track is known
     xyz_m, known_m = xyz[moving], known[moving]
-    per_chunk = max(1, CHUNK_ELEMENTS // max(1, moving.size * T))
-    parts = [
-        anchor_samples(anchors[i : i + per_chunk], xyz_m, known_m, ep, cfg)
-        for i in range(0, anchors.size, per_chunk)
-    ]
+    span = cfg.max_span_frames
+    per_chunk = max(1, CHUNK_ELEMENTS // max(1, moving.size * min(T, 2 * span + 1)))
+    parts = []
+    for i in range(0, anchors.size, per_chunk):  # each batch of anchors sees the frames within `span` of it
+        ts = anchors[i : i + per_chunk]
+        lo, hi = max(0, int(ts[0]) - span), min(T, int(ts[-1]) + span + 1)
+        part = anchor_samples(ts - lo, xyz_m[:, lo:hi], known_m[:, lo:hi], ep.replace(w2c=ep.w2c[lo:hi]), cfg)
+        parts.append((part[0] + lo, *part[1:]))
     if not any(p[0].size for p in parts):
         return ep.replace(samples=empty_samples(cfg.future_len, cfg.history_len))
 

@@ -162,3 +162,17 @@ def test_all_anchors_at_once_equal_one_retarget_per_anchor(monkeypatch, chunk):
     np.testing.assert_array_equal(s.future, np.concatenate([r[2] for r in ref]).astype(np.float32))
     np.testing.assert_array_equal(s.history, np.concatenate([r[3] for r in ref]).astype(np.float32))
     assert s.future_valid.sum() > 3 * len(s.track_index)  # real futures, not just anchors
+
+
+def test_an_anchor_sees_only_the_frames_within_max_span():
+    """Long videos: each anchor's future and history reach at most `max_span_frames` frames (the stage stays linear
+    in length); a span covering the episode changes nothing."""
+    ep = filter_tracks(episode(world_tracks(), np.tile(np.eye(4), (T, 1, 1))), FilterConfig()).replace(status="ok")
+    full = build_samples(ep, CFG).samples
+    whole = build_samples(ep, CFG.model_copy(update={"max_span_frames": T - 1})).samples
+    for f in full.__dataclass_fields__:
+        assert np.array_equal(getattr(full, f), getattr(whole, f), equal_nan=True), f
+    short = build_samples(ep, CFG.model_copy(update={"max_span_frames": 3})).samples
+    # the clock runs 1.28 samples a frame: three frames past the anchor hold samples 0, 1.28 and 2.56
+    assert short.n_frames > 0 and short.future_valid.sum(1).max() == 3 < full.future_valid.sum(1).max()
+    assert short.history_valid.sum(1).max() <= 3 < full.history_valid.sum(1).max()
