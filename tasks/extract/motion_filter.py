@@ -73,14 +73,17 @@ def is_moving(
     count, as in the published pipeline (bounded cost; long-term drift of static points is ignored).
     Frames where the point is behind camera 0 have no pixel and are left out.
     """
-    N = xyz.shape[0]
+    N, T = visible.shape
     if N == 0:
         return np.zeros(0, bool)
-    uvz = project(np.asarray(xyz, np.float64), K, np.asarray(w2c)[0])
-    ok = np.asarray(visible, bool) & np.isfinite(uvz).all(-1) & (uvz[..., 2] > 0)
-    uvz = np.where(ok[..., None], uvz, 0.0) * np.array([1.0, 1.0, cfg.z_weight])
+    cam0 = np.asarray(w2c)[0]
+    ok = np.zeros((N, T), bool)
+    for lo in range(0, T, FRAME_BLOCK):  # a block of frames at a time: nothing of size (N, T, 3) float64 is made
+        uvz = project(np.asarray(xyz[:, lo : lo + FRAME_BLOCK], np.float64), K, cam0)
+        ok[:, lo : lo + FRAME_BLOCK] = visible[:, lo : lo + FRAME_BLOCK] & np.isfinite(uvz).all(-1) & (uvz[..., 2] > 0)
     order, mask = first_visible(ok, cfg.motion_window)
-    pts = np.take_along_axis(uvz, order[..., None], axis=1)
+    pts = project(np.take_along_axis(np.asarray(xyz), order[..., None], axis=1).astype(np.float64), K, cam0)
+    pts = np.where(mask[..., None], pts, 0.0) * np.array([1.0, 1.0, cfg.z_weight])
     threshold = cfg.motion_frac * float(np.hypot(width, height))
     return max_pairwise_distance(pts, mask) > threshold
 
@@ -100,16 +103,18 @@ def track_coverage(tracks_uv: np.ndarray, visible: np.ndarray, width: int, heigh
 def occupied_cells(tracks_uv: np.ndarray, visible: np.ndarray, width: int, height: int, grid: int) -> np.ndarray:
     """(T, grid * grid) bool: the cells (row-major) holding a visible track point in each frame."""
     T = visible.shape[1]
-    uv = np.asarray(tracks_uv, np.float64)
-    ok = np.asarray(visible, bool) & np.isfinite(uv).all(-1) & inside_image(uv, width, height)
-    n_idx, t_idx = np.nonzero(ok)
-    cx = np.clip(np.floor((uv[n_idx, t_idx, 0] + 0.5) / width * grid), 0, grid - 1).astype(np.int64)
-    cy = np.clip(np.floor((uv[n_idx, t_idx, 1] + 0.5) / height * grid), 0, grid - 1).astype(np.int64)
     occupied = np.zeros((T, grid * grid), bool)
-    occupied[t_idx, cy * grid + cx] = True
+    for lo in range(0, T, FRAME_BLOCK):  # a block of frames at a time: the index arrays stay small on long videos
+        uv = np.asarray(tracks_uv[:, lo : lo + FRAME_BLOCK], np.float64)
+        ok = np.asarray(visible[:, lo : lo + FRAME_BLOCK], bool) & np.isfinite(uv).all(-1) & inside_image(uv, width, height)
+        n_idx, t_idx = np.nonzero(ok)
+        cx = np.clip(np.floor((uv[n_idx, t_idx, 0] + 0.5) / width * grid), 0, grid - 1).astype(np.int64)
+        cy = np.clip(np.floor((uv[n_idx, t_idx, 1] + 0.5) / height * grid), 0, grid - 1).astype(np.int64)
+        occupied[lo + t_idx, cy * grid + cx] = True
     return occupied
 
 
+FRAME_BLOCK = 512  # frames per pass over the (N, T) track arrays
 MIN_FOLLOWED = 0.25  # share of probe points plain LK must follow for their 3D jumps to say anything about depth
 
 
