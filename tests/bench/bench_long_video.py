@@ -138,7 +138,8 @@ def _ingest_child(n_frames: int, mode: str, sets: dict, cut_every: int) -> dict:
     return {"frames": T, "mode": mode, "before_mib": round(before, 1), "peak_mib": round(_rss_mib(), 1),
             "outputs_mib": round((tracks + samples) / MiB, 1), "tracks": ep.n_tracks, "seconds": round(seconds, 1),
             "status": f"{ep.status} {'; '.join(ep.errors.values())[:80]}".strip(), "samples": ep.n_samples,
-            "to_entities_mib": peaks.get("entities"), "timings": {k: round(v, 1) for k, v in ep.timings.items()}}
+            "to_entities_mib": peaks.get("entities"), "stage_peaks_mib": peaks,
+            "timings": {k: round(v, 1) for k, v in ep.timings.items()}}
 
 
 def main() -> None:
