@@ -14,7 +14,7 @@ import numpy as np
 
 from tasks.config import IngestConfig, KeypointConfig, LiftConfig
 from tasks.extract.lift import clean_depth
-from tasks.extract.spill import blocks, empty_like_episode, release
+from tasks.extract.spill import empty_like_episode, frames_releasing
 from tasks.stage import Resources, Stage
 from tasks.types import Episode
 
@@ -83,10 +83,8 @@ def propose_keypoints(ep: Episode, s: KeypointSettings) -> Episode:
     Also makes the grey frames and the edge-cleaned depth once, for the tracker to share.
     """
     gray = empty_like_episode(ep.spill_dir, "gray", ep.frames.shape[:3], np.uint8)
-    for lo, hi in blocks(ep.n_frames):
-        for t in range(lo, hi):
-            gray[t] = cv2.cvtColor(ep.frames[t], cv2.COLOR_RGB2GRAY)
-        release(ep.frames, gray)
+    for t in frames_releasing(ep.n_frames, ep.frames, gray):
+        gray[t] = cv2.cvtColor(ep.frames[t], cv2.COLOR_RGB2GRAY)
     depth = clean_depth(ep, s.lift)
     if s.keypoints.backend == "dino":
         return dino_seeds(ep.replace(gray=gray, clean_depth=depth), s.keypoints)

@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 
 from tasks.config import IngestConfig, LiftConfig
-from tasks.extract.spill import BLOCK_FRAMES, empty_like_episode, release
+from tasks.extract.spill import empty_like_episode, frames_releasing
 from tasks.geometry import sample_bilinear, unproject
 from tasks.stage import Stage
 from tasks.types import Episode
@@ -29,7 +29,7 @@ def filter_depth_edges(
     out = np.empty(depth.shape, np.float32) if out is None else out
     k = np.ones((kernel_px, kernel_px), np.uint8)
     with np.errstate(invalid="ignore", divide="ignore"):
-        for t in range(out.shape[0]):  # frame by frame: each frame's passes stay in cache
+        for t in frames_releasing(out.shape[0], depth, out):  # frame by frame: each frame's passes stay in cache
             d = out[t]
             d[:] = depth[t]
             d[~(d <= max_depth_m)] = np.nan
@@ -37,9 +37,6 @@ def filter_depth_edges(
             lo -= d
             lo /= d  # = -(d - lo) / d, exactly
             d[lo < -rel_jump] = np.nan  # background next to a nearer surface: mixes when sampled
-            if (t + 1) % BLOCK_FRAMES == 0:
-                release(depth, out)
-    release(depth, out)
     return out
 
 
@@ -54,13 +51,10 @@ def lift_tracks(uv: np.ndarray, visible: np.ndarray, depth: np.ndarray, K: np.nd
     """World points (N, T, 3) of 2D tracks (N, T, 2) where `visible` (N, T); NaN elsewhere (never guessed)."""
     N, T = visible.shape
     xyz = np.full((N, T, 3), np.nan, dtype=dtype)
-    for t in range(T):
+    for t in frames_releasing(T, depth):
         idx = np.flatnonzero(visible[:, t])
         if idx.size:
             xyz[idx, t] = lift_points(uv[idx, t], depth[t], K, w2c[t])
-        if (t + 1) % BLOCK_FRAMES == 0:
-            release(depth)
-    release(depth)
     return xyz
 
 

@@ -16,7 +16,7 @@ from tasks.config import FilterConfig, IngestConfig, TrackConfig
 from tasks.extract.keypoints import texture_map
 from tasks.extract.lift import lift_points
 from tasks.extract.lk import lk_forward_backward
-from tasks.extract.spill import BLOCK_FRAMES, release
+from tasks.extract.spill import blocks, frames_releasing
 from tasks.geometry import inside_image, project
 from tasks.stage import Stage
 from tasks.types import Episode
@@ -78,9 +78,9 @@ def is_moving(
         return np.zeros(0, bool)
     cam0 = np.asarray(w2c)[0]
     ok = np.zeros((N, T), bool)
-    for lo in range(0, T, FRAME_BLOCK):  # a block of frames at a time: nothing of size (N, T, 3) float64 is made
-        uvz = project(np.asarray(xyz[:, lo : lo + FRAME_BLOCK], np.float64), K, cam0)
-        ok[:, lo : lo + FRAME_BLOCK] = visible[:, lo : lo + FRAME_BLOCK] & np.isfinite(uvz).all(-1) & (uvz[..., 2] > 0)
+    for lo, hi in blocks(T, TRACK_BLOCK):  # a block of frames at a time: nothing of size (N, T, 3) float64 is made
+        uvz = project(np.asarray(xyz[:, lo:hi], np.float64), K, cam0)
+        ok[:, lo:hi] = visible[:, lo:hi] & np.isfinite(uvz).all(-1) & (uvz[..., 2] > 0)
     order, mask = first_visible(ok, cfg.motion_window)
     pts = project(np.take_along_axis(np.asarray(xyz), order[..., None], axis=1).astype(np.float64), K, cam0)
     pts = np.where(mask[..., None], pts, 0.0) * np.array([1.0, 1.0, cfg.z_weight])
@@ -104,9 +104,9 @@ def occupied_cells(tracks_uv: np.ndarray, visible: np.ndarray, width: int, heigh
     """(T, grid * grid) bool: the cells (row-major) holding a visible track point in each frame."""
     T = visible.shape[1]
     occupied = np.zeros((T, grid * grid), bool)
-    for lo in range(0, T, FRAME_BLOCK):  # a block of frames at a time: the index arrays stay small on long videos
-        uv = np.asarray(tracks_uv[:, lo : lo + FRAME_BLOCK], np.float64)
-        ok = np.asarray(visible[:, lo : lo + FRAME_BLOCK], bool) & np.isfinite(uv).all(-1) & inside_image(uv, width, height)
+    for lo, hi in blocks(T, TRACK_BLOCK):  # a block of frames at a time: the index arrays stay small on long videos
+        uv = np.asarray(tracks_uv[:, lo:hi], np.float64)
+        ok = np.asarray(visible[:, lo:hi], bool) & np.isfinite(uv).all(-1) & inside_image(uv, width, height)
         n_idx, t_idx = np.nonzero(ok)
         cx = np.clip(np.floor((uv[n_idx, t_idx, 0] + 0.5) / width * grid), 0, grid - 1).astype(np.int64)
         cy = np.clip(np.floor((uv[n_idx, t_idx, 1] + 0.5) / height * grid), 0, grid - 1).astype(np.int64)
@@ -114,7 +114,7 @@ def occupied_cells(tracks_uv: np.ndarray, visible: np.ndarray, width: int, heigh
     return occupied
 
 
-FRAME_BLOCK = 512  # frames per pass over the (N, T) track arrays
+TRACK_BLOCK = 512  # frames per pass over the (N, T) track arrays
 MIN_FOLLOWED = 0.25  # share of probe points plain LK must follow for their 3D jumps to say anything about depth
 
 
@@ -146,7 +146,7 @@ def empty_cells(
     cell = (ys[:, None] * grid + xs[None, :]).ravel()
     size = np.bincount(cell, minlength=grid * grid)
     counts = np.zeros(3)
-    for t in range(T):
+    for t in frames_releasing(T, frames, depth):
         gray = cv2.cvtColor(np.ascontiguousarray(frames[t]), cv2.COLOR_RGB2GRAY)
         eig = texture_map(gray, tex.track.window_px)
         d = depth[t]
@@ -159,9 +159,6 @@ def empty_cells(
         no_depth = empty & (known_share < 0.5)
         flat = empty & ~no_depth & (flat_share > 0.9)
         counts += [no_depth.sum(), flat.sum(), (empty & ~no_depth & ~flat).sum()]
-        if (t + 1) % BLOCK_FRAMES == 0:
-            release(frames, depth)
-    release(frames, depth)
     return EmptyCells(*(counts / max(1, T * grid * grid)).tolist())
 
 
@@ -179,10 +176,8 @@ def lk_step_jump_m(frames: np.ndarray, depth: np.ndarray, K: np.ndarray, w2c: np
     grid = np.stack([uu.ravel(), vv.ravel()], -1).astype(np.float32)
     jumps, tried = [], 0
     nxt = cv2.cvtColor(np.ascontiguousarray(frames[0]), cv2.COLOR_RGB2GRAY) if T else None
-    for t in range(T - 1):
+    for t in frames_releasing(T - 1, frames, depth):
         cur, nxt = nxt, cv2.cvtColor(np.ascontiguousarray(frames[t + 1]), cv2.COLOR_RGB2GRAY)
-        if (t + 1) % BLOCK_FRAMES == 0:
-            release(frames, depth)
         eig = texture_map(cur, tex.track.window_px)
         p0 = grid[eig[grid[:, 1].astype(int), grid[:, 0].astype(int)] >= tex.min_corner_eig]
         if not len(p0):

@@ -200,14 +200,12 @@ def estimate_camera_poses(
 ) -> PoseEstimate:
     """Camera poses of RGB frames (T, H, W, 3) with depth (T, H, W) meters; see the module doc."""
     T = len(frames)
-    made = [0]
 
     @functools.lru_cache(maxsize=POINTS_KEPT)
     def points(t: int) -> KeyframePoints:
         """Corners of a keyframe or candidate; recent ones kept (a pure function of the frame: an evicted one is
         made again), so memory does not grow with the video's length."""
-        made[0] += 1
-        if made[0] % BLOCK_FRAMES == 0:
+        if points.cache_info().misses % BLOCK_FRAMES == 0:
             release(frames, depth)  # mapped (spilled) frames: drop the pages read so far
         return keyframe_points(frames[t], depth[t], K, cfg)
 

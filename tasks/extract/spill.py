@@ -36,14 +36,18 @@ class SpilledArray(np.memmap):
         return np.asarray(self).__reduce_ex__(protocol)
 
 
+def _mapped(path, dtype, shape: tuple[int, ...], mode: str = "r+") -> SpilledArray:
+    arr = SpilledArray(path, dtype=np.dtype(dtype), mode=mode, shape=tuple(shape))
+    arr.whole = True
+    return arr
+
+
 def open_spilled(path: str, dtype: str, shape: tuple[int, ...]) -> SpilledArray:
     if not os.path.exists(path):
         raise FileNotFoundError(
             f"{path}: a spilled episode array is not on this node; set decode.spill_dir to storage every node mounts"
         )
-    arr = SpilledArray(path, dtype=np.dtype(dtype), mode="r+", shape=tuple(shape))
-    arr.whole = True
-    return arr
+    return _mapped(path, dtype, shape)
 
 
 PREFIX = "mu0-spill-"
@@ -52,7 +56,7 @@ PREFIX = "mu0-spill-"
 def new_spill_dir(root: str = "") -> str:
     """A fresh directory for one episode's arrays, named after this process; those of processes that are gone (a
     worker killed mid-episode) are removed first."""
-    base = Path(root or tempfile.gettempdir())
+    base = _base(root)
     base.mkdir(parents=True, exist_ok=True)
     for old in base.glob(f"{PREFIX}*-*"):
         pid = old.name[len(PREFIX):].split("-", 1)[0]
@@ -65,7 +69,7 @@ def new_spill_dir(root: str = "") -> str:
 def removed_on_error(root: str = ""):
     """Spill directories this process makes inside the block are removed if it raises (a refused episode keeps
     nothing on disk, wherever in decoding it was refused)."""
-    base = Path(root or tempfile.gettempdir())
+    base = _base(root)
     mine = f"{PREFIX}{os.getpid()}-*"
     before = set(base.glob(mine))
     try:
@@ -74,6 +78,10 @@ def removed_on_error(root: str = ""):
         for d in set(base.glob(mine)) - before:
             shutil.rmtree(d, ignore_errors=True)
         raise
+
+
+def _base(root: str) -> Path:
+    return Path(root or tempfile.gettempdir())
 
 
 def _alive(pid: int) -> bool:
@@ -88,10 +96,7 @@ def _alive(pid: int) -> bool:
 
 def spilled_empty(spill_dir: str, name: str, shape: tuple[int, ...], dtype) -> SpilledArray:
     """An uninitialised (zero-filled) array in a new file of `spill_dir`."""
-    path = Path(spill_dir) / f"{name}-{os.urandom(4).hex()}.bin"
-    arr = SpilledArray(path, dtype=np.dtype(dtype), mode="w+", shape=tuple(shape))
-    arr.whole = True
-    return arr
+    return _mapped(Path(spill_dir) / f"{name}-{os.urandom(4).hex()}.bin", dtype, shape, mode="w+")
 
 
 def empty_like_episode(spill_dir: str, name: str, shape: tuple[int, ...], dtype) -> np.ndarray:
@@ -110,6 +115,16 @@ def release(*arrays) -> None:
 def blocks(n: int, size: int = BLOCK_FRAMES):
     """(lo, hi) frame ranges of at most `size` frames covering [0, n)."""
     return ((lo, min(lo + size, n)) for lo in range(0, n, size))
+
+
+def frames_releasing(n: int, *arrays):
+    """range(n) for a frame-by-frame loop over `arrays`, dropping their mapped pages every BLOCK_FRAMES frames and
+    at the end."""
+    for t in range(n):
+        yield t
+        if (t + 1) % BLOCK_FRAMES == 0:
+            release(*arrays)
+    release(*arrays)
 
 
 def remove_spill(spill_dir: str) -> None:
@@ -155,6 +170,4 @@ class FrameSink:
             self.kept = []
             return out
         self._file.close()
-        arr = SpilledArray(self._path, dtype=self.dtype, mode="r+", shape=(self.n, *self.shape))
-        arr.whole = True
-        return arr
+        return _mapped(self._path, self.dtype, (self.n, *self.shape))
