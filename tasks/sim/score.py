@@ -2,7 +2,9 @@
 
 Every track is scored against the true trajectory of its own query pixel. Errors are measured over
 the (track, frame) pairs the pipeline marks visible; coverage is the share of truly visible pairs
-that the pipeline also marks visible.
+that the pipeline also marks visible. The moving pairs it misses are split by where they fall in their
+track, which says why: after its last sighting (lost and never found again), before its first (a later
+query walking back did not reach them), or in between (unseen for a while, then found again).
 """
 
 from __future__ import annotations
@@ -28,6 +30,10 @@ class TrackScore:
     static_median_cm: float
     static_drift_median_cm: float  # per static-body track: world-space std over its visible frames
     false_visible: float  # share of pairs marked visible that are truly occluded or off-screen
+    moving_missed_after: float  # shares of truly visible moving pairs missed after the track's last sighting,
+    moving_missed_before: float  # before its first,
+    moving_missed_between: float  # and in between
+    moving_missed_body: str  # the body with the most missed moving pairs ("" when none is missed)
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -69,6 +75,7 @@ def score_tracks(
     cov = (pred & truly).sum() / max(1, truly.sum())
     m_truly = truly & moving[:, None]
     m_cov = (pred & m_truly).sum() / max(1, m_truly.sum())
+    missed = _missed_moving(pred, m_truly, body, gt.body_names)
     return TrackScore(
         n_tracks=int(len(query_frame)),
         n_moving=int(moving.sum()),
@@ -79,7 +86,24 @@ def score_tracks(
         static_median_cm=_pct(s_err, 50),
         static_drift_median_cm=_pct(np.asarray(drift), 50),
         false_visible=float((pred & ~gvis).sum() / max(1, pred.sum())),
+        **missed,
     )
+
+
+def _missed_moving(pred: np.ndarray, m_truly: np.ndarray, body: np.ndarray, body_names: np.ndarray) -> dict:
+    """Truly visible moving pairs the pipeline misses, as shares of all of them, by where they fall in their track."""
+    miss = m_truly & ~pred
+    T = pred.shape[1]
+    seen = pred.any(1)
+    first = np.where(seen, pred.argmax(1), T)[:, None]
+    last = np.where(seen, T - 1 - pred[:, ::-1].argmax(1), -1)[:, None]
+    t = np.arange(T)[None]
+    after, before = miss & (t > last), miss & (t < first) & (t <= last)
+    n = max(1, int(m_truly.sum()))
+    per_body = np.bincount(np.maximum(body, 0), weights=miss.sum(1) * (body >= 0), minlength=len(body_names))
+    name = str(body_names[int(per_body.argmax())]) if miss.any() and len(body_names) else ""
+    return dict(moving_missed_after=float(after.sum() / n), moving_missed_before=float(before.sum() / n),
+                moving_missed_between=float((miss & ~after & ~before).sum() / n), moving_missed_body=name)
 
 
 def grade_episode(src: EpisodeSource, cfg: IngestConfig) -> tuple[Episode, TrackScore]:

@@ -206,7 +206,8 @@ def grade_sweep_row(spec: SweepEpisode, work: Path, pose: str, overrides: dict |
     nan = float("nan")
     row.update(status="failed", reason="", errors={}, frames_stored=0, track_coverage=nan, n_tracks=0, n_moving=0,
                moving_median_cm=nan, moving_p90_cm=nan, moving_coverage=nan, coverage=nan, static_drift_cm=nan,
-               false_visible=nan, ate_cm=nan, rot_mean_deg=nan)
+               false_visible=nan, ate_cm=nan, rot_mean_deg=nan, moving_missed_after=nan, moving_missed_before=nan,
+               moving_missed_between=nan, moving_missed_body="")
     (src,) = discover(uri, cfg)
     ep: Episode = run_stages(src, cfg, stages_until("filter"))
     row.update(status=ep.status, reason=_short(ep.errors), errors=dict(ep.errors), frames_stored=int(ep.n_frames))
@@ -227,6 +228,8 @@ def grade_sweep_row(spec: SweepEpisode, work: Path, pose: str, overrides: dict |
                 moving_median_cm=score.moving_median_cm, moving_p90_cm=score.moving_p90_cm,
                 moving_coverage=score.moving_coverage, coverage=score.coverage,
                 static_drift_cm=score.static_drift_median_cm, false_visible=score.false_visible,
+                moving_missed_after=score.moving_missed_after, moving_missed_before=score.moving_missed_before,
+                moving_missed_between=score.moving_missed_between, moving_missed_body=score.moving_missed_body,
             )
     except Exception as exc:  # noqa: BLE001 - a grading bug is reported on the row, not a crash of the sweep
         row.update(status="error", reason=f"grading: {type(exc).__name__}: {exc}"[:160])
@@ -265,7 +268,7 @@ def _cell(hit: int, n: int) -> str:
 
 
 SUMMARY_HEADER = ["split", "camera", "poses", "fps", "episodes", "ok (>=95%)", "median<=1.5", "p90<=5", "covered>=60%",
-                  "drift", "ATE<1", "all targets", "median cm (ok)", "p90 cm (ok)"]
+                  "drift", "ATE<1", "all targets", "median cm (ok)", "p90 cm (ok)", "covered mean (ok)"]
 
 
 def _summary_row(key: tuple[str, str, str, str], rows: list[dict]) -> list[str]:
@@ -277,7 +280,9 @@ def _summary_row(key: tuple[str, str, str, str], rows: list[dict]) -> list[str]:
     cells = [ok_cell] + [_cell(*_rate(rows, k)) for k in ("median", "p90", "covered", "drift", "ate")]
     with np.errstate(all="ignore"):
         m50, m90 = med("moving_median_cm"), med("moving_p90_cm")
-    return [*key, str(n), *cells, _cell(all_hit, len(okrows)), f"{m50:.2f}", f"{m90:.2f}"]
+        covered = np.nanmean([r["moving_coverage"] if _finite(r["moving_coverage"]) else np.nan for r in okrows]) \
+            if okrows else np.nan
+    return [*key, str(n), *cells, _cell(all_hit, len(okrows)), f"{m50:.2f}", f"{m90:.2f}", f"{covered:.2f}"]
 
 
 def summarise(rows: list[dict]) -> list[list[str]]:
@@ -305,9 +310,21 @@ EPISODE_HEADER = ["task", "split", "camera", "fps", "poses", "status", "frames",
                   "covered", "drift cm", "ATE cm", "reason / missed"]
 
 
+def why_uncovered(r: dict) -> str:
+    """Where a row's missed moving pairs fall (tasks/sim/score.py): after a track's last sighting (lost for good going
+    forwards), before its first (a later query's walk back lost it), or in gaps; and the body with most of them."""
+    parts = [("lost going forwards", "moving_missed_after"), ("lost going back", "moving_missed_before"),
+             ("in gaps", "moving_missed_between")]
+    shares = [f"{label} {r[k]:.2f}" for label, k in parts if _finite(r.get(k))]
+    body = r.get("moving_missed_body") or ""
+    return ", ".join(shares) + (f" (most on {body})" if body else "") if shares else ""
+
+
 def episode_cells(r: dict) -> list[str]:
     f = lambda k, spec="{:.2f}": spec.format(r[k]) if _finite(r[k]) else "-"  # noqa: E731
     missed = [k for k, v in target_results(r).items() if v is False and k != "ok"]
+    if "covered" in missed and why_uncovered(r):
+        missed[missed.index("covered")] = f"covered: {why_uncovered(r)}"
     cam = "static" if r["camera"] == "static" else f"orbit {r['orbit_deg_s']:g}"
     note = r["reason"] if r["status"] != "ok" else ("missed: " + ", ".join(missed) if missed else "")
     return [r["task"], r["split"], cam, str(r["fps"]), r["pose"], r["status"], f"{r['frames_stored']}/{r['frames_source']}",
@@ -447,6 +464,10 @@ def sweep_main(args: argparse.Namespace) -> None:
         bad = [r for r in all_rows if r["status"] != "ok"]
         if bad:
             lines += ["", "Episodes not ok:", ""] + _markdown(EPISODE_HEADER, [episode_cells(r) for r in bad])
+        short = [r for r in all_rows if r["status"] == "ok" and any(v is False for v in target_results(r).values())]
+        if short:
+            lines += ["", "Ok episodes missing a target, and where their missed moving pairs fall:", ""]
+            lines += _markdown(EPISODE_HEADER, [episode_cells(r) for r in short])
         args.md.write_text("\n".join(lines) + "\n")
 
 
