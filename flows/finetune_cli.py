@@ -30,6 +30,8 @@ def finetune_cli(
     seed: int = typer.Option(0),
     resume: bool = typer.Option(True, help="continue from the latest checkpoint in OUT"),
     device: str = typer.Option("auto", help="auto | cpu | cuda"),
+    set_: list[str] = typer.Option([], "--set", help="KEY=VALUE: a field of the policy preset (e.g. grid=16, depth=6); "
+                                   "repeatable"),
 ):
     """Train the downstream action expert on DATASET's demonstrations, μ0 frozen (or, with --preset pi0-tiny, the
     π0-style baseline); resumable safetensors checkpoints."""
@@ -37,6 +39,7 @@ def finetune_cli(
 
     from flows.finetune import finetune
     from models.policy.config import get_policy_preset
+    from tasks.config import SettingError, parse_assignments
     from tasks.policy.config import FinetuneConfig
     from tasks.policy.load import resolve_mu0
 
@@ -53,11 +56,16 @@ def finetune_cli(
         except FileNotFoundError as exc:
             raise typer.BadParameter(str(exc), param_hint="--mu0") from None
     try:
+        policy = parse_assignments(set_)
+    except SettingError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--set") from None
+    try:
         cfg = FinetuneConfig(mu0_checkpoint=str(mu0 or ""), out_dir=str(out), preset=preset, tasks=tasks, demos_per_task=demos_per_task,
                              steps=steps, batch_size=batch_size, lr=lr, ema_decay=ema_decay, use_traces=traces, checkpoint_every=checkpoint_every,
-                             log_every=log_every, seed=seed, resume=resume, device=device)
+                             log_every=log_every, seed=seed, resume=resume, device=device, policy=policy)
     except ValidationError as exc:
-        raise typer.BadParameter("; ".join(e["msg"] for e in exc.errors())) from None
+        raise typer.BadParameter("; ".join(e["msg"].removeprefix("Value error, ") for e in exc.errors()),
+                                 param_hint="--set" if policy else None) from None
     report = finetune(dataset, cfg)
     console.print(f"steps {report.start_step} -> {report.final_step} in {report.seconds:.1f} s "
                   f"({report.steps_per_s:.3g} steps/s); checkpoint: {report.checkpoint}")

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from models.policy.config import get_policy_preset
+
+MANAGED = {"action_dim": "the dataset's", "state_dim": "the dataset's", "seed": "--seed", "use_traces": "--no-traces",
+           "preset": "--preset", "kind": "--preset"}
+"""Policy fields a run sets itself, and where they come from: `policy` may not override them."""
 
 
 class FinetuneConfig(BaseModel):
@@ -20,6 +26,10 @@ class FinetuneConfig(BaseModel):
                         "or pi0-tiny (the π0-style baseline: no μ0, everything trained)")
     use_traces: bool = Field(True, description="False: the 'VLM + action expert' ablation (no trace tokens, no mixer); "
                             "μ0 presets only")
+    policy: dict[str, int | float | bool | str] = Field(
+        default_factory=dict, description="fields of the policy preset to override, e.g. {\"grid\": 16} "
+        "(models/policy/config.py; `mu0 finetune --set grid=16`); a resumed run keeps its checkpoint's"
+    )
     steps: int = Field(300, ge=1, description="optimiser steps in total (a resumed run continues up to this)")
     batch_size: int = Field(8, ge=1, description="samples (one step of one demonstration each) per optimiser step")
     lr: float = Field(1e-4, gt=0, description="AdamW peak learning rate")
@@ -47,3 +57,26 @@ class FinetuneConfig(BaseModel):
         if isinstance(value, str):
             return [t.strip() for t in value.split(",") if t.strip()] or None
         return value
+
+    @model_validator(mode="after")
+    def _check_policy(self) -> "FinetuneConfig":
+        """Overrides must name fields of the preset's config, with values it accepts; the run's own are refused."""
+        if not self.policy:
+            return self
+        for key in self.policy:
+            if key in MANAGED:
+                raise ValueError(f"policy setting {key!r} is not set here: it is {MANAGED[key]}")
+        try:
+            get_policy_preset(self.preset, **self.policy)
+        except ValidationError as exc:
+            errors = []
+            for e in exc.errors():
+                where = ".".join(str(p) for p in e["loc"])
+                if e["type"] == "extra_forbidden":
+                    known = sorted(set(type(get_policy_preset(self.preset)).model_fields) - set(MANAGED))
+                    errors.append(f"unknown policy setting {where!r} for preset {self.preset!r}; its settings: {', '.join(known)}")
+                else:
+                    msg = e["msg"].removeprefix("Value error, ")
+                    errors.append(f"policy setting {where}: {msg}" if where else msg)
+            raise ValueError("; ".join(errors)) from None
+        return self

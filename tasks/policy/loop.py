@@ -72,7 +72,7 @@ def _build(dataset: str, cfg: FinetuneConfig, device) -> tuple[AnyPolicy, NormSt
     first = next(iter(demos.values()))
     mu0 = uses_mu0(cfg.preset)
     pcfg = get_policy_preset(cfg.preset, action_dim=first.actions.shape[1], state_dim=first.states.shape[1], seed=cfg.seed,
-                             **({"use_traces": cfg.use_traces} if mu0 else {}))
+                             **({"use_traces": cfg.use_traces} if mu0 else {}), **cfg.policy)
     policy = new_policy(pcfg, resolve_mu0(cfg.mu0_checkpoint) if mu0 else None)
     return policy.to(device), stats_of(demos), demos, 0, None
 

@@ -32,6 +32,8 @@ import sys
 import time
 from pathlib import Path
 
+from tasks.config import parse_assignments
+
 TASKS = ["reach", "button-press", "drawer-open", "pick-place"]
 ROWS: dict[str, tuple[str, list[str] | None]] = {  # name -> (label, `mu0 finetune` flags; None: no training)
     "mu0-ae": ("μ0 + action expert", ["--preset", "policy-tiny"]),
@@ -125,6 +127,13 @@ def seed_suffix(seed: int) -> str:
     return f"-seed{seed}" if seed else ""
 
 
+def variant_suffix(row: str, args: argparse.Namespace) -> str:
+    """Run and rollout names of a μ0 row trained with `--set` fields, e.g. "-grid16": variants share one work dir."""
+    if not (ROWS[row][1] and "policy-tiny" in ROWS[row][1]):
+        return ""
+    return "".join(f"-{k}{v}" for k, v in parse_assignments(args.set).items())
+
+
 def stage_train(work: Path, row: str, lr: str, args: argparse.Namespace, mu0_ckpt: Path, seed: int = 0) -> dict:
     """Finetune one row at one learning rate and training seed (resumed, or reused when its last checkpoint exists);
     wall time, last loss.
@@ -132,14 +141,15 @@ def stage_train(work: Path, row: str, lr: str, args: argparse.Namespace, mu0_ckp
     A run made by hand with the same command (`work/runs/<row>-lr<lr>[-seed<s>]`, its output in
     `work/logs/train-<same>.log`) is reused too: its wall time is then the training time the log reports.
     """
-    name = f"{row}-lr{lr}{seed_suffix(seed)}"
+    name = f"{row}{variant_suffix(row, args)}-lr{lr}{seed_suffix(seed)}"
     out, log = work / "runs" / name, work / "logs" / f"train-{name}.log"
     info_file = out / "bench.json"
     final = out / f"step-{args.steps:06d}"
     if final.is_dir() and info_file.exists():
         print(f"[train] reuse {final}")
         return json.loads(info_file.read_text())
-    flags = ROWS[row][1] + (["--mu0", str(mu0_ckpt)] if "policy-tiny" in ROWS[row][1] else [])
+    on_mu0 = "policy-tiny" in ROWS[row][1]
+    flags = ROWS[row][1] + (["--mu0", str(mu0_ckpt)] + [a for kv in args.set for a in ("--set", kv)] if on_mu0 else [])
     ckpt = mu0_ckpt if "--mu0" in flags else None
     if final.is_dir() and log.exists():
         info = _train_info(log.read_text(), final, float("nan"), args, ckpt)
@@ -249,6 +259,9 @@ def main() -> None:
     ap.add_argument("--num-cpus", type=int, default=2, help="CPUs of the local Ray the rollouts run on")
     ap.add_argument("--threads", type=int, default=None, help="torch threads of each training run (default: torch's)")
     ap.add_argument("--train-seeds", default="0", help="seeds of initialisation and data order; every trained row runs at each")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="a policy-tiny field for the μ0 rows (e.g. grid=16), repeatable; their runs and rollouts are named "
+                         "after it (mu0-ae-grid16-lr1e-3), so variants share the work dir and its demonstrations")
     args = ap.parse_args()
     rows = [r.strip() for r in args.rows.split(",") if r.strip()]
     unknown = sorted(set(rows) - set(ROWS))
@@ -268,7 +281,7 @@ def main() -> None:
     for row in rows:
         for seed in [int(s) for s in _csv(args.train_seeds)] if ROWS[row][1] else [0]:
             train, sweep = choose_lr(work, row, args, mu0_ckpt, seed) if ROWS[row][1] else (None, None)
-            name = row + seed_suffix(seed)
+            name = row + variant_suffix(row, args) + seed_suffix(seed)
             results["rows"][name] = {"row": row, "seed": seed, "label": ROWS[row][0], "train": train, "lr_sweep": sweep,
                                      "rollout": stage_rollout(work, name, args, train["checkpoint"] if train else None)}
             (work / "results.json").write_text(json.dumps(results, indent=1))

@@ -99,6 +99,13 @@ def test_finetune_and_rollout_cli(policy_run, dataset, mu0_run, tmp_path):
     assert res.exit_code == 0, (res.output, res.exception)
     assert json.loads((tmp_path / "eval" / "rollouts.json").read_text()) == [
         {"task": "reach", "seed": 100000, "success": False, "steps": 8}]
+    res = runner.invoke(app, ["finetune", dataset, "--mu0", str(mu0_run), "--out", str(tmp_path / "grid4"), "--steps", "1",
+                              "--batch-size", "2", "--tasks", "drawer-open", "--device", "cpu", "--set", "grid=4", "--set", "depth=1"])
+    assert res.exit_code == 0, (res.output, res.exception)
+    config = json.loads((tmp_path / "grid4" / "step-000001" / "config.json").read_text())
+    assert (config["grid"], config["depth"], config["preset"]) == (4, 1, "policy-tiny")
+    res = runner.invoke(app, ["finetune", dataset, "--mu0", str(mu0_run), "--out", str(tmp_path / "x"), "--set", "gridd=4"])
+    assert res.exit_code == 2 and "unknown policy setting 'gridd'" in text(res) and "--set" in text(res)
     res = runner.invoke(app, ["finetune", dataset, "--mu0", str(tmp_path), "--out", str(tmp_path / "x")])
     assert res.exit_code == 2 and "--mu0" in text(res) and "mu0 pretrain" in text(res)
     res = runner.invoke(app, ["finetune", dataset, "--mu0", str(mu0_run), "--out", str(tmp_path / "x"), "--preset", "policy-tin"])

@@ -44,3 +44,15 @@ def test_lr_warms_up_then_follows_a_cosine_to_zero():
     assert lr_at(100, cfg) == pytest.approx(0.0, abs=1e-12)
     assert FinetuneConfig(tasks="reach, push").tasks == ["reach", "push"]
     assert (FinetuneConfig().weight_decay, FinetuneConfig().grad_clip) == (0.01, 1.0)
+
+
+def test_policy_overrides_are_checked_against_the_preset():
+    assert FinetuneConfig(policy={"grid": 16, "depth": 2}).policy == {"grid": 16, "depth": 2}
+    with pytest.raises(ValueError, match="unknown policy setting 'gridd' for preset 'policy-tiny'; its settings: .*grid"):
+        FinetuneConfig(policy={"gridd": 16})
+    with pytest.raises(ValueError, match="grid must be even"):
+        FinetuneConfig(policy={"grid": 5})
+    with pytest.raises(ValueError, match="'seed' is not set here: it is --seed"):
+        FinetuneConfig(policy={"seed": 3})
+    with pytest.raises(ValueError, match="unknown policy setting 'grid' for preset 'pi0-tiny'"):
+        FinetuneConfig(preset="pi0-tiny", policy={"grid": 16})  # the π0 baseline has no keypoint grid
