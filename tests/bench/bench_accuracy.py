@@ -15,8 +15,10 @@ rendered under --work (reused when there), then extracted with the default `gene
 kept, given depth) with given and with estimated (open3d) camera poses, up to the motion filter, so an
 episode is `ok`, `rejected` (coverage) or `failed` (its message kept). Every row goes to W/sweep.json;
 the summary gives, per (split, camera, poses, fps) and per split, the share of episodes meeting each
-target in `TARGETS` (the accuracy ones over `ok` episodes only). Tasks are split by a fixed rule:
-`TUNE_TASKS` (the five the extraction was tuned on, plus every fifth of the others) and held-out.
+target in `TARGETS` (the accuracy ones over `ok` episodes only) and the mean share of moving pairs covered. Every
+ok row that misses a target is listed with where its missed moving pairs fall (lost going forwards, lost going
+back, in gaps) and the body holding most of them. Tasks are split by a fixed rule: `TUNE_TASKS` (the five the
+extraction was tuned on, plus every fifth of the others) and held-out.
 """
 
 from __future__ import annotations
