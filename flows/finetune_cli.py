@@ -39,7 +39,7 @@ def finetune_cli(
 
     from flows.finetune import finetune
     from models.policy.config import get_policy_preset
-    from tasks.config import SettingError, parse_assignments
+    from tasks.config import SettingError, error_text, parse_assignments
     from tasks.policy.config import FinetuneConfig
     from tasks.policy.load import resolve_mu0
 
@@ -64,7 +64,7 @@ def finetune_cli(
                              steps=steps, batch_size=batch_size, lr=lr, ema_decay=ema_decay, use_traces=traces, checkpoint_every=checkpoint_every,
                              log_every=log_every, seed=seed, resume=resume, device=device, policy=policy)
     except ValidationError as exc:
-        raise typer.BadParameter("; ".join(e["msg"].removeprefix("Value error, ") for e in exc.errors()),
+        raise typer.BadParameter("; ".join(error_text(e) for e in exc.errors()),
                                  param_hint="--set" if policy else None) from None
     report = finetune(dataset, cfg)
     console.print(f"steps {report.start_step} -> {report.final_step} in {report.seconds:.1f} s "

@@ -431,14 +431,18 @@ def deep_merge(base: Mapping[str, object], over: Mapping[str, object]) -> dict[s
     return out
 
 
+def error_text(err: Mapping[str, object]) -> str:
+    """One pydantic error's message without the "Value error, " that pydantic puts before a validator's own words."""
+    return str(err["msg"]).removeprefix("Value error, ")
+
+
 def _describe(exc: ValidationError) -> str:
     """pydantic's messages, each naming the setting it refuses."""
     parts = []
     for err in exc.errors():
         where = repr(".".join(str(p) for p in err["loc"])) if err["loc"] else "the config"
         got = "" if isinstance(err.get("input"), Mapping) else f" (got {err.get('input')!r})"
-        msg = err["msg"].removeprefix("Value error, ")
-        parts.append(f"invalid value for {where}: {msg}{got}")
+        parts.append(f"invalid value for {where}: {error_text(err)}{got}")
     return "; ".join(parts)
 
 

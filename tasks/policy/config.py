@@ -7,6 +7,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from models.policy.config import get_policy_preset
+from tasks.config import error_text
 
 MANAGED = {"action_dim": "the dataset's", "state_dim": "the dataset's", "seed": "--seed", "use_traces": "--no-traces",
            "preset": "--preset", "kind": "--preset"}
@@ -76,7 +77,6 @@ class FinetuneConfig(BaseModel):
                     known = sorted(set(type(get_policy_preset(self.preset)).model_fields) - set(MANAGED))
                     errors.append(f"unknown policy setting {where!r} for preset {self.preset!r}; its settings: {', '.join(known)}")
                 else:
-                    msg = e["msg"].removeprefix("Value error, ")
-                    errors.append(f"policy setting {where}: {msg}" if where else msg)
+                    errors.append(f"policy setting {where}: {error_text(e)}" if where else error_text(e))
             raise ValueError("; ".join(errors)) from None
         return self
